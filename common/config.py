@@ -1,0 +1,174 @@
+"""Strict JSON decoding and typed, case-insensitive access to config objects.
+
+The reference plugins decode with Go's encoding/json: keys match
+case-insensitively (an exact match wins), unknown keys are ignored, and types
+are strict ("1500" is not an int, true is not 1).  Obj reproduces that, so a
+config the reference accepts is accepted here, and a mistyped value is a clean
+code-7 error instead of a Python exception.
+"""
+import json
+import re
+
+from common.errors import CNIError, Code
+
+MAX_STDIN = 4 << 20  # configs carrying a prevResult are well under 64 KiB
+MAX_CNI_ARGS = 64 << 10
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+NAME_MAX = 255
+
+_INF = float("inf")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"number {text} out of range")
+    return value
+
+
+def _no_duplicates(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            # Go keeps the last value; two readers of one config must never disagree
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def load_json(data: bytes, what: str = "network configuration"):
+    """Decode untrusted JSON; every failure is a code-6 CNIError."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+        if "\\u" in text:
+            # a lone surrogate decodes fine but cannot be written out again
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeError) as err:
+        raise CNIError(Code.DECODING_FAILURE, f"failed to decode {what}", str(err)[:500]) from None
+    return value
+
+
+def dumps(value) -> str:
+    return json.dumps(value, indent=4)
+
+
+def _jtext(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class Obj:
+    """A read-only JSON object with Go-style key lookup and typed getters."""
+
+    __slots__ = ("raw", "where", "_folded")
+
+    def __init__(self, raw: dict, where: str = ""):
+        self.raw = raw
+        self.where = where
+        self._folded = None
+
+    def lookup(self, key: str):
+        if key in self.raw:
+            return self.raw[key]
+        if self._folded is None:
+            self._folded = {k.lower(): v for k, v in self.raw.items()}
+        return self._folded.get(key.lower())
+
+    def __contains__(self, key: str) -> bool:
+        return self.lookup(key) is not None
+
+    def bad(self, key: str, want: str, value) -> CNIError:
+        return CNIError(
+            Code.INVALID_CONFIG, f"invalid {self.where}{key}", f"want {want}, got {_jtext(value)}"
+        )
+
+    def str(self, key: str, default=None):
+        value = self.lookup(key)
+        if value is None:
+            return default
+        if type(value) is not str:
+            raise self.bad(key, "a string", value)
+        return value
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self.lookup(key)
+        if value is None:
+            return default
+        if type(value) is not bool:
+            raise self.bad(key, "true or false", value)
+        return value
+
+    def int(self, key: str, default=None, lo: int | None = None, hi: int | None = None):
+        value = self.lookup(key)
+        if value is None:
+            return default
+        if type(value) is not int:
+            raise self.bad(key, "an integer", value)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.bad(key, f"an integer in {lo}..{hi}", value)
+        return value
+
+    def list(self, key: str, default=None):
+        value = self.lookup(key)
+        if value is None:
+            return default
+        if type(value) is not list:
+            raise self.bad(key, "a list", value)
+        return value
+
+    def obj(self, key: str):
+        value = self.lookup(key)
+        if value is None:
+            return None
+        if type(value) is not dict:
+            raise self.bad(key, "an object", value)
+        return Obj(value, f"{self.where}{key}.")
+
+    def str_list(self, key: str) -> list:
+        items = self.list(key, [])
+        for item in items:
+            if type(item) is not str:
+                raise self.bad(key, "a list of strings", items)
+        return items
+
+
+def parse_cni_args(text: str) -> dict:
+    """CNI_ARGS "K1=V1;K2=V2".  Lenient: unknown keys and empty segments are ignored.
+
+    The reference rejects unknown keys unless IgnoreUnknown is set; runtimes
+    and chained plugins made that impractical (cni#126, cni#560), so we accept
+    them (a documented difference).
+    """
+    if len(text) > MAX_CNI_ARGS:
+        raise CNIError(Code.INVALID_ENV, "CNI_ARGS too long", f"{len(text)} bytes, limit {MAX_CNI_ARGS}")
+    args = {}
+    for pair in text.split(";"):
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CNIError(Code.INVALID_ENV, "invalid CNI_ARGS", f"pair {pair[:80]!r} is not KEY=VALUE")
+        args[key] = value
+    return args
+
+
+def check_name(name, what: str = "network name") -> str:
+    if type(name) is not str or not name:
+        raise CNIError(Code.INVALID_CONFIG, f"missing {what}")
+    if not NAME_RE.match(name) or len(name.encode()) > NAME_MAX:
+        raise CNIError(
+            Code.INVALID_CONFIG,
+            f"invalid characters found in {what}",
+            f"{name[:80]!r} must match {NAME_RE.pattern} and be at most {NAME_MAX} bytes",
+        )
+    return name

@@ -1,0 +1,273 @@
+"""Addresses, routes, neighbours and FDB entries."""
+import errno
+import socket
+from dataclasses import dataclass
+from ipaddress import ip_address, ip_interface, ip_network
+
+from common.netlink.core import (
+    CHANGE,
+    CREATE,
+    NLM_F_APPEND,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    REPLACE,
+    Netlink,
+    NetlinkError,
+    ifaddrmsg,
+    ndmsg,
+    rtmsg,
+)
+
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+IFA_F_NODAD, IFA_F_TENTATIVE, IFA_F_DADFAILED = 0x02, 0x40, 0x08
+RT_TABLE_MAIN = 254
+RTPROT_KERNEL, RTPROT_BOOT = 2, 3
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
+RTN_UNICAST = 1
+RTNH_F_ONLINK = 0x4
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF_SELF = 0x02
+AF_BRIDGE = 7
+RTAX_MTU, RTAX_ADVMSS = 2, 8
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
+
+
+# --- addresses -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Address:
+    index: int
+    address: object  # IPv4Interface | IPv6Interface
+    flags: int
+    scope: int
+
+    @property
+    def tentative(self) -> bool:
+        return bool(self.flags & IFA_F_TENTATIVE)
+
+    @property
+    def dad_failed(self) -> bool:
+        return bool(self.flags & IFA_F_DADFAILED)
+
+
+def list_addresses(nl: Netlink, index: int = 0, version: int = 0) -> list[Address]:
+    msg = ifaddrmsg()
+    msg["family"] = _family(version) if version else 0
+    out = []
+    for reply in nl.request(msg, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, "list addresses"):
+        if index and reply["index"] != index:
+            continue
+        text = reply.get_attr("IFA_LOCAL") or reply.get_attr("IFA_ADDRESS")
+        flags = reply.get_attr("IFA_FLAGS") or reply["flags"]
+        out.append(Address(reply["index"], ip_interface(f"{text}/{reply['prefixlen']}"), flags, reply["scope"]))
+    return out
+
+
+def _addr_msg(index: int, iface, flags: int = 0):
+    msg = ifaddrmsg()
+    msg["family"] = _family(iface.version)
+    msg["prefixlen"] = iface.network.prefixlen
+    msg["index"] = index
+    msg["flags"] = flags & 0xFF
+    attrs = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+    if iface.version == 4 and iface.network.prefixlen < 31:
+        # as `ip addr add ... brd +` and the reference's netlink library do
+        attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+    if flags:
+        attrs.append(("IFA_FLAGS", flags))
+    msg["attrs"] = attrs
+    return msg
+
+
+def add_address(nl: Netlink, index: int, iface, nodad: bool = False) -> bool:
+    """Add an address; False if it was already there."""
+    try:
+        nl.request(_addr_msg(index, iface, IFA_F_NODAD if nodad else 0), RTM_NEWADDR, CREATE, f"add address {iface}")
+    except NetlinkError as err:
+        if err.errno == errno.EEXIST:
+            return False
+        raise
+    return True
+
+
+def del_address(nl: Netlink, index: int, iface) -> bool:
+    try:
+        nl.request(_addr_msg(index, iface), RTM_DELADDR, CHANGE, f"delete address {iface}")
+    except NetlinkError as err:
+        if err.errno in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
+            return False
+        raise
+    return True
+
+
+# --- routes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    dst: object  # IPv4Network | IPv6Network
+    gw: object | None
+    oif: int
+    table: int
+    priority: int
+    proto: int
+    scope: int
+    onlink: bool
+
+
+def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN) -> list[RouteEntry]:
+    msg = rtmsg()
+    msg["family"] = _family(version)
+    out = []
+    zero = "0.0.0.0" if version == 4 else "::"
+    for reply in nl.request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, "list routes"):
+        rtable = reply.get_attr("RTA_TABLE") or reply["table"]
+        if table is not None and rtable != table:
+            continue
+        if reply["type"] != RTN_UNICAST:
+            continue
+        dst = reply.get_attr("RTA_DST") or zero
+        gw = reply.get_attr("RTA_GATEWAY")
+        out.append(
+            RouteEntry(
+                dst=ip_network(f"{dst}/{reply['dst_len']}"),
+                gw=ip_address(gw) if gw else None,
+                oif=reply.get_attr("RTA_OIF") or 0,
+                table=rtable,
+                priority=reply.get_attr("RTA_PRIORITY") or 0,
+                proto=reply["proto"],
+                scope=reply["scope"],
+                onlink=bool(reply["flags"] & RTNH_F_ONLINK),
+            )
+        )
+    return out
+
+
+def _route_msg(dst, gw=None, oif: int = 0, table: int | None = None, priority: int = 0, scope: int | None = None, proto: int = RTPROT_BOOT, onlink: bool = False, mtu: int = 0, advmss: int = 0):
+    msg = rtmsg()
+    msg["family"] = _family(dst.version)
+    msg["dst_len"] = dst.prefixlen
+    msg["table"] = table if table is not None and table < 256 else RT_TABLE_MAIN
+    msg["proto"] = proto
+    msg["type"] = RTN_UNICAST
+    if scope is None:
+        scope = RT_SCOPE_UNIVERSE if gw is not None else RT_SCOPE_LINK
+    msg["scope"] = scope
+    msg["flags"] = RTNH_F_ONLINK if onlink else 0
+    attrs = []
+    if dst.prefixlen:
+        attrs.append(("RTA_DST", str(dst.network_address)))
+    if gw is not None:
+        attrs.append(("RTA_GATEWAY", str(gw)))
+    if oif:
+        attrs.append(("RTA_OIF", oif))
+    if priority:
+        attrs.append(("RTA_PRIORITY", priority))
+    if table is not None and table >= 256:
+        attrs.append(("RTA_TABLE", table))
+    metrics = [(name, value) for name, value in (("RTAX_MTU", mtu), ("RTAX_ADVMSS", advmss)) if value]
+    if metrics:
+        attrs.append(("RTA_METRICS", {"attrs": metrics}))
+    msg["attrs"] = attrs
+    return msg
+
+
+def add_route(nl: Netlink, dst, gw=None, oif: int = 0, *, replace: bool = False, append: bool = False, **kw) -> bool:
+    """Add (or replace) a route; False if an identical one already exists."""
+    flags = REPLACE if replace else CREATE
+    if append:
+        flags = (CREATE & ~0x200) | NLM_F_APPEND  # ECMP: another route to the same dst
+    try:
+        nl.request(_route_msg(dst, gw, oif, **kw), RTM_NEWROUTE, flags, f"add route {dst}")
+    except NetlinkError as err:
+        if err.errno == errno.EEXIST:
+            return False
+        raise
+    return True
+
+
+def del_route(nl: Netlink, dst, gw=None, oif: int = 0, **kw) -> bool:
+    kw.setdefault("proto", 0)
+    kw.setdefault("scope", RT_SCOPE_UNIVERSE)
+    msg = _route_msg(dst, gw, oif, **kw)
+    msg["type"] = 0
+    try:
+        nl.request(msg, RTM_DELROUTE, CHANGE, f"delete route {dst}")
+    except NetlinkError as err:
+        if err.errno in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+            return False
+        raise
+    return True
+
+
+# --- neighbours and FDB entries ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    index: int
+    dst: object  # an IP address, or for FDB entries the remote VTEP (or None)
+    mac: str
+    state: int
+    flags: int
+
+
+def _neigh_msg(family: int, index: int, state: int, flags: int, attrs: list):
+    msg = ndmsg()
+    msg["family"] = family
+    msg["ifindex"] = index
+    msg["state"] = state
+    msg["flags"] = flags
+    msg["attrs"] = attrs
+    return msg
+
+
+def list_neighbours(nl: Netlink, index: int = 0, bridge: bool = False) -> list[Neighbour]:
+    msg = _neigh_msg(AF_BRIDGE if bridge else 0, 0, 0, 0, [])
+    out = []
+    for reply in nl.request(msg, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, "list neighbours"):
+        if index and reply["ifindex"] != index:
+            continue
+        dst = reply.get_attr("NDA_DST")
+        out.append(Neighbour(reply["ifindex"], ip_address(dst) if dst else None, reply.get_attr("NDA_LLADDR") or "", reply["state"], reply["flags"]))
+    return out
+
+
+def replace_neighbour(nl: Netlink, index: int, ip, mac: str) -> None:
+    msg = _neigh_msg(_family(ip.version), index, NUD_PERMANENT, 0, [("NDA_DST", str(ip)), ("NDA_LLADDR", mac)])
+    nl.request(msg, RTM_NEWNEIGH, REPLACE, f"set neighbour {ip}")
+
+
+def del_neighbour(nl: Netlink, index: int, ip) -> bool:
+    msg = _neigh_msg(_family(ip.version), index, 0, 0, [("NDA_DST", str(ip))])
+    try:
+        nl.request(msg, RTM_DELNEIGH, CHANGE, f"delete neighbour {ip}")
+    except NetlinkError as err:
+        if err.errno in (errno.ENOENT, errno.ENODEV):
+            return False
+        raise
+    return True
+
+
+def replace_fdb(nl: Netlink, index: int, mac: str, dst) -> None:
+    """A permanent FDB entry MAC -> remote VTEP; replace updates a moved peer in place."""
+    msg = _neigh_msg(AF_BRIDGE, index, NUD_PERMANENT | NUD_NOARP, NTF_SELF, [("NDA_LLADDR", mac), ("NDA_DST", str(dst))])
+    nl.request(msg, RTM_NEWNEIGH, REPLACE, f"set fdb {mac}")
+
+
+def del_fdb(nl: Netlink, index: int, mac: str, dst=None) -> bool:
+    attrs = [("NDA_LLADDR", mac)] + ([("NDA_DST", str(dst))] if dst is not None else [])
+    msg = _neigh_msg(AF_BRIDGE, index, 0, NTF_SELF, attrs)
+    try:
+        nl.request(msg, RTM_DELNEIGH, CHANGE, f"delete fdb {mac}")
+    except NetlinkError as err:
+        if err.errno in (errno.ENOENT, errno.ENODEV):
+            return False
+        raise
+    return True

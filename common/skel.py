@@ -1,0 +1,282 @@
+"""The CNI protocol: the only place that reads CNI_* and writes stdout.
+
+A plugin hands run() a Plugin of add/delete/check/gc/status callables.  run()
+validates the environment and stdin, negotiates the version, calls the
+plugin, and prints exactly one JSON document (or nothing for a successful
+DEL, CHECK, GC or STATUS).  It never raises: a CNIError becomes the error
+structure with its code, anything else becomes 999 with the traceback on
+stderr only.
+"""
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from common.config import MAX_STDIN, check_name, dumps, load_json, parse_cni_args
+from common.errors import CNIError, Code
+from common.version import COMMAND_MIN_VERSION, LATEST, SUPPORTED_VERSIONS, parse_version
+
+COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+# env vars each command requires, in the order the reference reports them
+REQUIRED = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "GC": ("CNI_PATH",),
+    "STATUS": (),
+}
+IFNAME_MAX = 15  # IFNAMSIZ - 1, in bytes
+CONTAINER_ID_MAX = 255
+
+
+@dataclass(frozen=True)
+class CmdArgs:
+    command: str
+    container_id: str
+    netns: "object | None"  # common.netns.NetNS, opened and validated; None when absent or gone
+    netns_path: str
+    ifname: str
+    args: Mapping[str, str]  # CNI_ARGS
+    path: tuple[str, ...]
+    stdin: bytes
+    config: dict  # stdin, decoded once
+    cni_version: str
+    environ: Mapping[str, str] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    name: str
+    add: Callable[[CmdArgs], object]
+    delete: Callable[[CmdArgs], None]
+    check: Callable[[CmdArgs], None]
+    gc: Callable[[CmdArgs], None]
+    status: Callable[[CmdArgs], None]
+    versions: tuple[str, ...] = SUPPORTED_VERSIONS
+    about: str = ""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived: unwind (rolling back) and report code 11."""
+
+
+def ifname_problem(name: str) -> str | None:
+    if not name:
+        return "empty"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeError:
+        return "not valid UTF-8"
+    if len(encoded) > IFNAME_MAX:
+        return f"longer than {IFNAME_MAX} bytes"
+    if name in (".", ".."):
+        return "may not be '.' or '..'"
+    for ch in name:
+        if ch in "/:%" or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
+            # '%' is a kernel name template: eth%d would create eth0, eth1...
+            return f"contains {ch!r}"
+    return None
+
+
+def container_id_problem(cid: str) -> str | None:
+    from common.config import NAME_RE
+
+    if not cid:
+        return "empty"
+    if len(cid) > CONTAINER_ID_MAX:
+        return f"longer than {CONTAINER_ID_MAX} characters"
+    if not NAME_RE.match(cid):
+        return "invalid characters (want [a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+    return None
+
+
+class _Invocation:
+    def __init__(self, plugin: Plugin, environ: Mapping[str, str], stdin):
+        self.plugin = plugin
+        self.environ = environ
+        self.stdin = stdin
+        self.cni_version = LATEST  # what error output says until the config is read
+        self.netns = None
+
+    def parse(self, command: str) -> CmdArgs:
+        env = self.environ
+        problems: list[tuple[str, str]] = []
+        for var in REQUIRED[command]:
+            if not env.get(var):
+                problems.append((var, "missing"))
+        cid = env.get("CNI_CONTAINERID", "")
+        ifname = env.get("CNI_IFNAME", "")
+        netns_path = env.get("CNI_NETNS", "")
+        if command in ("ADD", "DEL", "CHECK"):
+            for var, value, check in (("CNI_CONTAINERID", cid, container_id_problem), ("CNI_IFNAME", ifname, ifname_problem)):
+                if value and (why := check(value)):
+                    problems.append((var, why))
+            if netns_path:
+                if why := self._open_netns(command, netns_path):
+                    problems.append(("CNI_NETNS", why))
+        args = {}
+        if command != "STATUS":
+            try:
+                args = parse_cni_args(env.get("CNI_ARGS", ""))
+            except CNIError as err:
+                problems.append(("CNI_ARGS", err.details or err.msg))
+        if problems:
+            raise _env_error(problems)
+        data = self._read_stdin()
+        config = load_json(data)
+        if type(config) is not dict:
+            raise CNIError(Code.DECODING_FAILURE, "failed to decode network configuration", "not a JSON object")
+        self.cni_version = _negotiate(command, config, self.plugin.versions)
+        check_name(config.get("name"))
+        path = tuple(p for p in env.get("CNI_PATH", "").split(os.pathsep) if p.startswith("/"))
+        return CmdArgs(command, cid, self.netns, netns_path, ifname, args, path, data, config, self.cni_version, env)
+
+    def _open_netns(self, command: str, path: str) -> str | None:
+        from common.netns import NetNSGone, open_netns
+
+        override = self.environ.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
+        try:
+            self.netns = open_netns(path, allow_own=override)
+        except NetNSGone as gone:
+            # DEL is best effort: a vanished namespace means only host-side cleanup remains
+            return None if command == "DEL" else str(gone)
+        except CNIError as err:
+            return err.details
+        return None
+
+    def _read_stdin(self) -> bytes:
+        try:
+            data = self.stdin.read(MAX_STDIN + 1)
+        except OSError as err:
+            raise CNIError(Code.IO_FAILURE, "error reading from stdin", str(err)) from None
+        if len(data) > MAX_STDIN:
+            raise CNIError(Code.IO_FAILURE, "network configuration too large", f"limit {MAX_STDIN} bytes")
+        return data
+
+
+def _env_error(problems) -> CNIError:
+    names = ",".join(var for var, _ in problems)
+    if all(why == "missing" for _, why in problems):
+        return CNIError(Code.INVALID_ENV, f"required env variables [{names}] missing")
+    details = "; ".join(f"{var}: {why}" for var, why in problems)
+    return CNIError(Code.INVALID_ENV, f"invalid env variables [{names}]", details)
+
+
+def _negotiate(command: str, config: dict, supported: tuple[str, ...]) -> str:
+    version = config.get("cniVersion", "")
+    if type(version) is not str:
+        raise CNIError(Code.DECODING_FAILURE, "invalid cniVersion", f"want a string, got {version!r}")
+    version = version or "0.1.0"  # the spec's reading of a config without a version
+    minimum = COMMAND_MIN_VERSION.get(command)
+    if minimum:
+        try:
+            parsed = parse_version(version)
+        except ValueError as err:
+            raise CNIError(Code.DECODING_FAILURE, "invalid cniVersion", str(err)) from None
+        if parsed < minimum:
+            raise CNIError(Code.INCOMPATIBLE_VERSION, f"config version does not allow {command}", f"config is {version!r}")
+    if version not in supported:
+        raise CNIError(
+            Code.INCOMPATIBLE_VERSION,
+            "incompatible CNI versions",
+            f'config is "{version}", plugin supports {list(supported)}',
+        )
+    return version
+
+
+def _version(plugin: Plugin, stdin, stdout) -> int:
+    requested = LATEST
+    try:
+        isatty = stdin.isatty()
+    except (AttributeError, ValueError):
+        isatty = False
+    if not isatty:
+        try:
+            data = stdin.read(MAX_STDIN)
+            if data.strip():
+                import json
+
+                requested = json.loads(data).get("cniVersion") or LATEST
+        except (OSError, ValueError, AttributeError, UnicodeError):
+            pass  # VERSION must answer whatever stdin holds; libcni sends only a cniVersion
+    if type(requested) is not str:
+        requested = LATEST
+    stdout.write(dumps({"cniVersion": requested, "supportedVersions": list(plugin.versions)}) + "\n")
+    return 0
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
+def run(plugin: Plugin, environ=None, stdin=None, stdout=None, stderr=None) -> int:
+    environ = os.environ if environ is None else environ
+    stdin = sys.stdin.buffer if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    command = environ.get("CNI_COMMAND", "")
+    if not command:
+        versions = ", ".join(plugin.versions)
+        stderr.write(f"{plugin.about or 'CNI ' + plugin.name + ' plugin'}\nCNI protocol versions supported: {versions}\n")
+        return 0
+    if command == "VERSION":
+        return _version(plugin, stdin, stdout)
+    inv = _Invocation(plugin, environ, stdin)
+    try:
+        if command not in COMMANDS:
+            raise CNIError(Code.INVALID_ENV, f"unknown CNI_COMMAND: {command[:40]}")
+        return _dispatch(plugin, inv, command, stdout, stderr)
+    except CNIError as err:
+        return _fail(stdout, err.to_wire(inv.cni_version))
+    except Interrupted:
+        err = CNIError(Code.TRY_AGAIN_LATER, "interrupted by a signal", "the operation was rolled back")
+        return _fail(stdout, err.to_wire(inv.cni_version))
+    except Exception as exc:  # the one boundary where unknown failures become 999
+        import traceback
+
+        traceback.print_exc(file=stderr)
+        err = CNIError(Code.INTERNAL, f"internal error: {type(exc).__name__}", str(exc)[:500])
+        return _fail(stdout, err.to_wire(inv.cni_version))
+    finally:
+        if inv.netns is not None:
+            inv.netns.close()
+
+
+def _dispatch(plugin: Plugin, inv: _Invocation, command: str, stdout, stderr) -> int:
+    import signal
+
+    from common import log
+
+    args = inv.parse(command)
+    log.setup(plugin.name, args.container_id, args.config.get("logLevel"), args.config.get("logFile"), stderr)
+    handlers = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = handlers[command](args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if command == "ADD":
+        _write(stdout, dumps(result.to_wire(args.cni_version)) + "\n")
+    return 0
+
+
+def _write(stdout, text: str) -> None:
+    try:
+        stdout.write(text)
+        stdout.flush()
+    except BrokenPipeError:
+        # the runtime went away; a finished ADD stays done, its DEL will follow
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+
+
+def _fail(stdout, wire: dict) -> int:
+    _write(stdout, dumps(wire) + "\n")
+    return 1
+
+
+def main(plugin: Plugin) -> None:
+    sys.exit(run(plugin))

@@ -1,0 +1,22 @@
+"""Spec versions.  Kept tiny: the VERSION command imports only this."""
+
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LATEST = "1.1.0"
+
+# the first version that knows each command
+COMMAND_MIN_VERSION = {"CHECK": (0, 4, 0), "GC": (1, 1, 0), "STATUS": (1, 1, 0)}
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Parse like the reference's version.ParseVersion: up to three numeric parts."""
+    parts = text.split(".")
+    if not text or len(parts) > 3:
+        raise ValueError(f"invalid version {text!r}")
+    nums = []
+    for p in parts:
+        if not p.isdigit() or not p.isascii():
+            raise ValueError(f"invalid version {text!r}")
+        nums.append(int(p))
+    while len(nums) < 3:
+        nums.append(0)
+    return nums[0], nums[1], nums[2]
