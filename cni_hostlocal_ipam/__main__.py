@@ -1,0 +1,2 @@
+from cni_hostlocal_ipam.plugin import main
+main()

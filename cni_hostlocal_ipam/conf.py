@@ -1,0 +1,271 @@
+"""host-local configuration, parsed once into frozen dataclasses.
+
+Accepts everything the reference accepts (the `subnet` shorthand, range sets,
+runtimeConfig.ipRanges, requested IPs from three sources) with the same
+defaults and ordering, and rejects with code 7 what the reference lets
+through to fail later or never: a gateway outside the subnet, on the network
+or broadcast address, rangeStart after rangeEnd, zone ids, relative paths.
+"""
+import os
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from common.config import Obj
+from common.errors import CNIError, Code
+from common.types import DNS, Route, parse_ip, parse_network
+from common.version import parse_version
+
+DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+DEFAULT_LOCK_TIMEOUT = 10.0
+RESOLV_CONF_MAX = 64 << 10
+
+
+@dataclass(frozen=True)
+class Range:
+    subnet: object  # IPv4Network | IPv6Network
+    start: object  # first allocatable address, inclusive
+    end: object  # last allocatable address, inclusive
+    gateway: object
+
+    def __contains__(self, ip) -> bool:
+        return ip.version == self.subnet.version and self.start <= ip <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+@dataclass(frozen=True)
+class RangeSet:
+    ranges: tuple[Range, ...]
+
+    @property
+    def version(self) -> int:
+        return self.ranges[0].subnet.version
+
+    def range_for(self, ip) -> Range | None:
+        return next((r for r in self.ranges if ip in r), None)
+
+    def in_subnets(self, ip) -> bool:
+        return any(ip.version == r.subnet.version and ip in r.subnet for r in self.ranges)
+
+    def __str__(self) -> str:
+        return ",".join(str(r) for r in self.ranges)
+
+
+@dataclass(frozen=True)
+class IPAMConf:
+    name: str
+    range_sets: tuple[RangeSet, ...]
+    routes: tuple[Route, ...]
+    data_dir: str
+    resolv_conf: str
+    requested: tuple  # requested addresses, in the reference's order
+    lock_timeout: float
+
+    @classmethod
+    def load(cls, args, need_ranges: bool = True) -> "IPAMConf":
+        top = Obj(args.config)
+        ipam = top.obj("ipam")
+        if ipam is None:
+            raise CNIError(Code.INVALID_CONFIG, "IPAM config missing 'ipam' key")
+        range_sets = _range_sets(top, ipam) if need_ranges else ()
+        if need_ranges and not range_sets:
+            raise CNIError(Code.INVALID_CONFIG, "no IP ranges specified", "set ipam.subnet or ipam.ranges")
+        _check_overlaps(range_sets)
+        _check_per_family(range_sets, args.cni_version)
+        return cls(
+            name=args.config["name"],
+            range_sets=range_sets,
+            routes=tuple(_route(r, i) for i, r in enumerate(ipam.list("routes", []))),
+            data_dir=_absolute(ipam.str("dataDir") or DEFAULT_DATA_DIR, "ipam.dataDir"),
+            resolv_conf=_resolv_conf_path(ipam.str("resolvConf") or ""),
+            requested=_requested(top, args.args) if need_ranges else (),
+            lock_timeout=_lock_timeout(ipam),
+        )
+
+
+def _lock_timeout(ipam: Obj) -> float:
+    value = ipam.lookup("lockTimeout")
+    if value is None:
+        return DEFAULT_LOCK_TIMEOUT
+    if type(value) not in (int, float) or not 0 < value <= 300:
+        raise ipam.bad("lockTimeout", "seconds in (0, 300]", value)
+    return float(value)
+
+
+def _absolute(path: str, key: str) -> str:
+    if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{path!r} must be an absolute path without '..'")
+    return os.path.normpath(path)
+
+
+def _resolv_conf_path(path: str) -> str:
+    return _absolute(path, "ipam.resolvConf") if path else ""
+
+
+def _addr(value, what: str, version: int | None = None):
+    try:
+        addr = parse_ip(value)
+    except ValueError:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {what}", f"{value!r} is not an IP address") from None
+    if version is not None and addr.version != version:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {what}", f"{addr} is not an IPv{version} address")
+    return addr
+
+
+def _range(raw, where: str) -> Range:
+    if type(raw) is not dict:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", "a range must be an object")
+    obj = Obj(raw, where + ".")
+    subnet_text = obj.str("subnet")
+    if not subnet_text:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", "missing subnet")
+    try:
+        loose = parse_network(subnet_text)
+    except ValueError:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.subnet", f"{subnet_text!r} is not a CIDR") from None
+    if loose.network_address != ip_address(subnet_text.split("/")[0]):
+        raise CNIError(
+            Code.INVALID_CONFIG,
+            f"invalid {where}.subnet",
+            f"Network has host bits set. For a subnet mask of length {loose.prefixlen} the network address is {loose.network_address}",
+        )
+    subnet = loose
+    if subnet.version == 6 and subnet.network_address.ipv4_mapped is not None:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.subnet", f"{subnet} is an IPv4-mapped IPv6 network; write the IPv4 network")
+    if subnet.prefixlen > subnet.max_prefixlen - 2:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.subnet", f"Network {subnet} too small to allocate from")
+    version = subnet.version
+    first = subnet.network_address + 1
+    # the IPv4 broadcast is never allocatable; IPv6 has no broadcast, so its last address is
+    last = subnet.broadcast_address - (1 if version == 4 else 0)
+    gateway = _addr(obj.str("gateway"), f"{where}.gateway", version) if obj.str("gateway") else first
+    if not first <= gateway <= last:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.gateway", f"{gateway} is not a host address of {subnet}")
+    start = _addr(obj.str("rangeStart"), f"{where}.rangeStart", version) if obj.str("rangeStart") else first
+    end = _addr(obj.str("rangeEnd"), f"{where}.rangeEnd", version) if obj.str("rangeEnd") else last
+    for key, value in (("rangeStart", start), ("rangeEnd", end)):
+        if value not in subnet:
+            raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.{key}", f"{key} {value} not in network {subnet}")
+    if start > end:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", f"rangeStart {start} is after rangeEnd {end}")
+    return Range(subnet, start, end, gateway)
+
+
+def _range_set(raw, index: int) -> RangeSet:
+    where = f"range set {index}"
+    if type(raw) is not list or not raw:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", "empty range set" if raw == [] else "a range set must be a list of ranges")
+    ranges = tuple(_range(r, f"{where} range {i}") for i, r in enumerate(raw))
+    if len({r.subnet.version for r in ranges}) > 1:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", "mixed address families")
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1 :]:
+            if _overlap(a, b):
+                raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", f"subnets {a} and {b} overlap")
+    return RangeSet(ranges)
+
+
+def _range_sets(top: Obj, ipam: Obj) -> tuple[RangeSet, ...]:
+    raw_sets = []
+    runtime = top.obj("runtimeConfig")
+    if runtime is not None:
+        raw_sets.extend(runtime.list("ipRanges", []))
+    if ipam.str("subnet"):
+        legacy = {k: ipam.lookup(k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway") if ipam.lookup(k) is not None}
+        raw_sets.append([legacy])
+    raw_sets.extend(ipam.list("ranges", []))
+    return tuple(_range_set(raw, i) for i, raw in enumerate(raw_sets))
+
+
+def _overlap(a: Range, b: Range) -> bool:
+    if a.subnet.version != b.subnet.version:
+        return False
+    return a.start in b or a.end in b or b.start in a or b.end in a
+
+
+def _check_overlaps(range_sets) -> None:
+    for i, a in enumerate(range_sets):
+        for j, b in enumerate(range_sets[i + 1 :], i + 1):
+            if any(_overlap(x, y) for x in a.ranges for y in b.ranges):
+                raise CNIError(Code.INVALID_CONFIG, f"range set {i} overlaps with {j}")
+
+
+def _check_per_family(range_sets, cni_version: str) -> None:
+    versions = [s.version for s in range_sets]
+    if (versions.count(4) > 1 or versions.count(6) > 1) and parse_version(cni_version) < (0, 3, 0):
+        raise CNIError(Code.INCOMPATIBLE_VERSION, f"CNI version {cni_version} does not support more than 1 address per family")
+
+
+def _route(raw, index: int) -> Route:
+    where = f"ipam.routes[{index}]"
+    if type(raw) is not dict:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", "a route must be an object")
+    obj = Obj(raw, where + ".")
+    try:
+        dst = parse_network(obj.str("dst") or "")
+        gw = parse_ip(obj.str("gw")) if obj.str("gw") else None
+    except ValueError as err:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", str(err)) from None
+    if gw is not None and gw.version != dst.version:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", f"gw {gw} and dst {dst} differ in family")
+    return Route(
+        dst=dst,
+        gw=gw,
+        mtu=obj.int("mtu", 0, 0),
+        advmss=obj.int("advmss", 0, 0),
+        priority=obj.int("priority", 0, 0),
+        table=obj.int("table", None, 0),
+        scope=obj.int("scope", None, 0, 255),
+    )
+
+
+def _requested(top: Obj, cni_args) -> tuple:
+    """Requested addresses: CNI_ARGS IP first, then args.cni.ips, then runtimeConfig.ips."""
+    out = []
+    if cni_args.get("IP"):
+        for text in cni_args["IP"].split(","):
+            try:
+                out.append(parse_ip(text.strip().split("/")[0]))
+            except ValueError:
+                raise CNIError(Code.INVALID_ENV, "invalid CNI_ARGS", f"IP={text!r} is not an IP address") from None
+    args = top.obj("args")
+    cni = args.obj("cni") if args is not None else None
+    runtime = top.obj("runtimeConfig")
+    for source, where in ((cni, "args.cni.ips"), (runtime, "runtimeConfig.ips")):
+        if source is None:
+            continue
+        for text in source.str_list("ips"):
+            out.append(_addr(text.split("/")[0], where))
+    return tuple(out)
+
+
+def read_resolv_conf(path: str) -> DNS:
+    """Parse a resolv.conf as the reference does, refusing FIFOs, devices and huge files."""
+    if not path:
+        return DNS()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as err:
+        raise CNIError(Code.INVALID_CONFIG, "invalid ipam.resolvConf", f"{path}: {err.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000) or st.st_size > RESOLV_CONF_MAX:
+            raise CNIError(Code.INVALID_CONFIG, "invalid ipam.resolvConf", f"{path} is not a regular file under {RESOLV_CONF_MAX} bytes")
+        text = os.read(fd, RESOLV_CONF_MAX).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    nameservers, search, options, domain = [], [], [], ""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0].startswith(("#", ";")):
+            continue
+        if fields[0] == "nameserver":
+            nameservers.append(fields[1])
+        elif fields[0] == "domain":
+            domain = fields[1]
+        elif fields[0] == "search":
+            search.extend(fields[1:])
+        elif fields[0] == "options":
+            options.extend(fields[1:])
+    return DNS(tuple(nameservers), domain, tuple(search), tuple(options))

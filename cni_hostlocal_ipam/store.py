@@ -1,0 +1,393 @@
+"""The on-disk store, byte-compatible with the reference host-local.
+
+<dataDir>/<network>/
+  <ip>                  "<containerID>\\r\\n<ifname>", mode 0600: the allocation
+  last_reserved_ip.<N>  the last address handed out from range set N
+  lock                  flock(LOCK_EX) held for the whole command
+  .alloc.<h>.<boot>.<ip> a hard link of <ip>: our owner index (h = hash of
+                        containerID and ifname, boot = the boot it was made in)
+  .tmp-<h>-<pid>        an allocation being published
+
+An allocation is published by writing a temp file and link()ing it to the
+address's name, so a crash can never leave a half-written record (the
+reference creates the file empty and writes it afterwards).  The index link
+lets ADD find duplicates and DEL find its addresses from one directory
+listing; the reference reads every file.  Go's host-local deletes by content,
+so it removes our index links along with the records it releases; records it
+creates have no index link and are found by reading them.  Every name is
+opened relative to the directory fd with O_NOFOLLOW: a planted symlink is
+never followed.
+"""
+import errno
+import fcntl
+import hashlib
+import os
+import signal
+import socket
+import stat
+from dataclasses import dataclass
+
+from common.errors import CNIError, Code
+from common.types import parse_ip
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+INDEX_PREFIX = ".alloc."
+TMP_PREFIX = ".tmp-"
+LAST_RESERVED = "last_reserved_ip."
+MAX_RECORD = 4096
+
+
+def owner_hash(container_id: str, ifname: str) -> str:
+    return hashlib.sha256(f"{container_id}\r\n{ifname}".encode()).hexdigest()[:16]
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().decode().strip().replace("-", "")[:16]
+    except OSError:
+        return "0" * 16
+
+
+def ip_name(version: int, n: int) -> str:
+    if version == 4:
+        return socket.inet_ntoa(n.to_bytes(4, "big"))
+    return socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, "big"))
+
+
+@dataclass(frozen=True)
+class Allocation:
+    ip: object
+    container_id: str
+    ifname: str  # "" for a legacy record holding only the container ID
+    boot: str  # "" when unknown (a record written by another implementation)
+    ctime: float
+
+
+class _LockTimeout(Exception):
+    pass
+
+
+def _raise_timeout(signum, frame):
+    raise _LockTimeout()
+
+
+def _io_error(what: str, err: OSError) -> CNIError:
+    if err.errno in (errno.ENOTDIR, errno.ELOOP):
+        return CNIError(Code.UNSAFE_STATE_DIR, f"unsafe state directory: {what}", err.strerror)
+    return CNIError(Code.IO_FAILURE, f"{what} failed", err.strerror)
+
+
+class DiskStore:
+    def __init__(self, data_dir: str, network: str, lock_timeout: float = 10.0, create: bool = True):
+        self.data_dir = data_dir
+        self.network = network
+        self.lock_timeout = lock_timeout
+        self.create = create
+        self.dirfd = self.lockfd = -1
+        self.boot = boot_id()
+
+    # --- opening, locking, scanning ---------------------------------------
+
+    def __enter__(self) -> "DiskStore":
+        try:
+            self.dirfd = self._open_dir()
+            self.lockfd = self._open_lock()
+            self._lock()
+            self._scan()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in (self.lockfd, self.dirfd):
+            if fd >= 0:
+                os.close(fd)  # closing the lock fd releases the flock
+        self.dirfd = self.lockfd = -1
+
+    def _open_dir(self) -> int:
+        if self.create:
+            try:
+                os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+            except FileExistsError:
+                raise CNIError(Code.INVALID_CONFIG, "invalid ipam.dataDir", f"{self.data_dir} is not a directory") from None
+            except OSError as err:
+                raise _io_error(f"creating {self.data_dir}", err) from None
+        try:
+            parent = os.open(self.data_dir, DIR_FLAGS)
+        except OSError as err:
+            if err.errno == errno.ENOTDIR:
+                raise CNIError(Code.INVALID_CONFIG, "invalid ipam.dataDir", f"{self.data_dir} is not a directory") from None
+            raise _io_error(f"opening {self.data_dir}", err) from None
+        try:
+            if self.create:
+                try:
+                    os.mkdir(self.network, 0o700, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                except OSError as err:
+                    raise _io_error(f"creating {self.data_dir}/{self.network}", err) from None
+            try:
+                fd = os.open(self.network, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+            except OSError as err:
+                raise _io_error(f"opening {self.data_dir}/{self.network}", err) from None
+        finally:
+            os.close(parent)
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            os.close(fd)
+            raise CNIError(
+                Code.UNSAFE_STATE_DIR,
+                f"unsafe state directory: {self.data_dir}/{self.network}",
+                f"owned by uid {st.st_uid} with mode {stat.filemode(st.st_mode)}; want ours and not group/world-writable",
+            )
+        return fd
+
+    def _open_lock(self) -> int:
+        try:
+            fd = os.open("lock", os.O_RDONLY | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
+        except OSError as err:
+            raise _io_error("opening the lock file", err) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CNIError(Code.UNSAFE_STATE_DIR, "unsafe state directory", "lock is not a regular file")
+        return fd
+
+    def _lock(self) -> None:
+        try:
+            fcntl.flock(self.lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        try:
+            previous = signal.signal(signal.SIGALRM, _raise_timeout)
+        except ValueError:  # not the main thread (operator tools): poll instead
+            return self._lock_polling()
+        try:
+            # a blocking flock keeps the kernel's queue order; the timer bounds the wait
+            signal.setitimer(signal.ITIMER_REAL, self.lock_timeout)
+            fcntl.flock(self.lockfd, fcntl.LOCK_EX)
+        except _LockTimeout:
+            raise self._timeout_error() from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _lock_polling(self) -> None:
+        import time
+
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(self.lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise self._timeout_error() from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def _timeout_error(self) -> CNIError:
+        return CNIError(
+            Code.TRY_AGAIN_LATER,
+            f"timed out waiting for the lock of network {self.network}",
+            f"{self.data_dir}/{self.network}/lock held for over {self.lock_timeout:g}s by another process",
+        )
+
+    def _scan(self) -> None:
+        """One directory listing: the taken addresses, the owner index, stale temp files."""
+        self.taken: set[str] = set()
+        self.index: dict[str, list[tuple[str, str, str]]] = {}  # ip -> [(hash, boot, entry)]
+        for name in os.listdir(self.dirfd):
+            if name[0] == ".":
+                if name.startswith(INDEX_PREFIX):
+                    parts = name.split(".", 4)
+                    if len(parts) == 5:
+                        self.index.setdefault(parts[4], []).append((parts[2], parts[3], name))
+                elif name.startswith(TMP_PREFIX):
+                    # claims happen only under the lock we hold: no temp file is in flight
+                    self._unlink(name)
+                continue
+            if name == "lock" or name.startswith(LAST_RESERVED):
+                continue
+            self.taken.add(name)
+
+    # --- the Store interface used by the allocator ----------------------------
+
+    def free(self, version: int, n: int) -> bool:
+        return ip_name(version, n) not in self.taken
+
+    def reserve(self, ip, container_id: str, ifname: str, range_id: int) -> bool:
+        name = str(ip)
+        if name in self.taken:
+            return False
+        h = owner_hash(container_id.strip(), ifname)
+        tmp = f"{TMP_PREFIX}{h}-{os.getpid()}"
+        self._write_new(tmp, f"{container_id.strip()}\r\n{ifname}".encode())
+        try:
+            try:
+                os.link(tmp, name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd, follow_symlinks=False)
+            except FileExistsError:
+                self.taken.add(name)  # claimed by someone outside our lock (a Go plugin on an old lock inode)
+                return False
+            self.taken.add(name)
+            entry = f"{INDEX_PREFIX}{h}.{self.boot}.{name}"
+            try:
+                os.link(tmp, entry, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd, follow_symlinks=False)
+                self.index.setdefault(name, []).append((h, self.boot, entry))
+            except FileExistsError:
+                pass  # a stale index entry of the same owner: it names this very address
+        except OSError as err:
+            raise _io_error(f"reserving {name}", err) from None
+        finally:
+            self._unlink(tmp)
+        self._replace(f"{LAST_RESERVED}{range_id}", name.encode())
+        return True
+
+    def last_reserved(self, range_id: int):
+        data = self._read(f"{LAST_RESERVED}{range_id}")
+        try:
+            return parse_ip(data.decode().strip()) if data else None
+        except (ValueError, UnicodeError):
+            return None  # a corrupt hint only costs round-robin once
+
+    def owned_by(self, container_id: str, ifname: str) -> list:
+        return [a.ip for a in self._owned(container_id.strip(), ifname)]
+
+    # --- release, listing ------------------------------------------------------
+
+    def release(self, container_id: str, ifname: str) -> list:
+        released = []
+        for alloc in self._owned(container_id.strip(), ifname):
+            self._drop(str(alloc.ip))
+            released.append(alloc.ip)
+        return released
+
+    def allocations(self) -> list[Allocation]:
+        """Every allocation with its owner (reads each record once; for GC and status)."""
+        out = []
+        for name in sorted(self.taken):
+            try:
+                ip = parse_ip(name)
+            except ValueError:
+                continue  # not an allocation: leave foreign files alone
+            record = self._read(name, with_stat=True)
+            if record is None:
+                continue
+            data, st = record
+            cid, _, ifname = data.decode("utf-8", "replace").strip().partition("\r\n")
+            boots = {boot for _, boot, entry in self.index.get(name, ()) if self._same_inode(entry, st)}
+            out.append(Allocation(ip, cid, ifname, boots.pop() if len(boots) == 1 else "", st.st_ctime))
+        return out
+
+    def drop(self, ip) -> None:
+        """Release one address regardless of owner (GC of an invalid or ownerless record)."""
+        self._drop(str(ip))
+
+    def _drop(self, name: str) -> None:
+        self._unlink(name)
+        for _, _, entry in self.index.pop(name, ()):
+            self._unlink(entry)
+        self.taken.discard(name)
+
+    def _owned(self, container_id: str, ifname: str) -> list[Allocation]:
+        h = owner_hash(container_id, ifname)
+        want, legacy = f"{container_id}\r\n{ifname}", container_id
+        found = []
+        for name, entries in self.index.items():
+            for eh, boot, entry in entries:
+                if eh == h and name in self.taken:
+                    st = self._stat(name)
+                    if st is not None and self._same_inode(entry, st):
+                        found.append(Allocation(parse_ip(name), container_id, ifname, boot, st.st_ctime))
+        # records without an index link were written by another implementation: read those
+        legacy_found = []
+        for name in self.taken.difference(self.index):
+            record = self._read(name, with_stat=True)
+            if record is None:
+                continue
+            owner = record[0].decode("utf-8", "replace").strip()
+            if owner not in (want, legacy):
+                continue
+            try:
+                ip = parse_ip(name)
+            except ValueError:
+                continue
+            if owner == want:
+                found.append(Allocation(ip, container_id, ifname, "", record[1].st_ctime))
+            else:
+                legacy_found.append(Allocation(ip, container_id, "", "", record[1].st_ctime))
+        # as the reference: records holding only the container ID count when nothing matches exactly
+        return found or legacy_found
+
+    # --- file primitives, all relative to the directory fd ---------------------
+
+    def _stat(self, name: str):
+        try:
+            return os.stat(name, dir_fd=self.dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _same_inode(self, entry: str, st) -> bool:
+        other = self._stat(entry)
+        return other is not None and (other.st_ino, other.st_dev) == (st.st_ino, st.st_dev)
+
+    def _read(self, name: str, with_stat: bool = False):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | FILE_FLAGS, dir_fd=self.dirfd)
+        except OSError:
+            return None  # missing, or a symlink we refuse to follow
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            data = os.read(fd, MAX_RECORD)
+        finally:
+            os.close(fd)
+        return (data, st) if with_stat else data
+
+    def _write_new(self, name: str, data: bytes) -> None:
+        for attempt in (1, 2):
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
+                break
+            except FileExistsError:
+                if attempt == 2:
+                    raise CNIError(Code.UNSAFE_STATE_DIR, "unsafe state directory", f"cannot replace {name}") from None
+                self._unlink(name)  # a leftover of a killed run of ours
+            except OSError as err:
+                raise _io_error(f"writing {name}", err) from None
+        try:
+            os.fchmod(fd, 0o600)  # whatever the runtime's umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as err:
+            os.close(fd)
+            self._unlink(name)
+            raise _io_error(f"writing {name}", err) from None
+        os.close(fd)
+
+    def _replace(self, name: str, data: bytes) -> None:
+        tmp = f"{TMP_PREFIX}{name}-{os.getpid()}"
+        self._write_new(tmp, data)
+        try:
+            # rename replaces a planted symlink itself, never its target
+            os.rename(tmp, name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+        except OSError as err:
+            self._unlink(tmp)
+            raise _io_error(f"writing {name}", err) from None
+
+    def _unlink(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.dirfd)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise _io_error(f"removing {name}", err) from None
