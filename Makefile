@@ -10,6 +10,7 @@ DESTDIR ?=
 
 deps:
 	@./build/setup-deps.sh
+	@./build/src-bin.sh
 
 test: deps
 	$(PYTEST) -q

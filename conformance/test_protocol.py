@@ -1,0 +1,119 @@
+"""The CNI protocol as every plugin must speak it (SPEC: Overview, Parameters, Errors, VERSION)."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conformance.configs import PLUGIN_TYPES, config
+from conformance.netenv import run_plugin
+
+pytestmark = pytest.mark.conformance
+SPEC_VERSIONS = {"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+ERROR_KEYS = {"code", "msg"}
+
+
+def assert_error(outcome, code=None):
+    assert outcome.rc != 0, outcome
+    doc = json.loads(outcome.stdout)  # exactly one JSON document, nothing else
+    assert ERROR_KEYS <= set(doc), doc
+    assert type(doc["code"]) is int and type(doc["msg"]) is str and doc["msg"]
+    if code is not None:
+        assert doc["code"] == code, doc
+    return doc
+
+
+@pytest.fixture(params=PLUGIN_TYPES)
+def plugin(request, plugins):
+    return request.param, plugins.path(request.param)
+
+
+def test_version_lists_supported_versions(plugin):
+    name, binary = plugin
+    proc = subprocess.run([binary], input=b'{"cniVersion":"0.4.0"}', env={"CNI_COMMAND": "VERSION"}, stdout=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    assert set(doc) >= {"cniVersion", "supportedVersions"}
+    assert doc["supportedVersions"] and set(doc["supportedVersions"]) <= SPEC_VERSIONS
+    assert "0.4.0" in doc["supportedVersions"] or name == "vxlan"
+
+
+def test_version_needs_no_other_environment(plugin):
+    """libcni and podman call VERSION with dummy values and an empty container ID."""
+    _, binary = plugin
+    env = {"CNI_COMMAND": "VERSION", "CNI_CONTAINERID": "", "CNI_NETNS": "dummy", "CNI_IFNAME": "dummy", "CNI_PATH": "dummy"}
+    proc = subprocess.run([binary], input=b'{"cniVersion":"1.0.0"}', env=env, stdout=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["supportedVersions"]
+
+
+@pytest.mark.parametrize("missing,param", [("CNI_CONTAINERID", "container_id"), ("CNI_IFNAME", "ifname"), ("CNI_NETNS", "netns")])
+def test_missing_required_env_is_code_4(plugin, missing, param, container):
+    name, binary = plugin
+    kw = {"netns": container, "container_id": "c1", "ifname": "eth0", param: ""}
+    doc = assert_error(run_plugin(binary, "ADD", config(name), **kw), 4)
+    assert missing in doc["msg"] + doc.get("details", "")
+
+
+@pytest.mark.parametrize("ifname", ["a" * 16, ".", "..", "a/b", "a:b", "a b"])
+def test_invalid_ifname_is_code_4(plugin, ifname, container):
+    name, binary = plugin
+    assert_error(run_plugin(binary, "ADD", config(name), netns=container, container_id="c1", ifname=ifname), 4)
+
+
+@pytest.mark.parametrize("cid", ["../x", "a/b", "a b", "-x"])
+def test_invalid_container_id_is_code_4(plugin, cid, container):
+    name, binary = plugin
+    assert_error(run_plugin(binary, "ADD", config(name), netns=container, container_id=cid), 4)
+
+
+def test_unknown_command_is_code_4(plugin, container):
+    name, binary = plugin
+    assert_error(run_plugin(binary, "FROB", config(name), netns=container, container_id="c1"), 4)
+
+
+@pytest.mark.parametrize("stdin", [b"", b"{", b"[1,2]", b'{"cniVersion":"1.0.0","name":'])
+def test_undecodable_config_is_code_6(plugin, stdin, container):
+    _, binary = plugin
+    assert_error(run_plugin(binary, "ADD", stdin, netns=container, container_id="c1"), 6)
+
+
+@pytest.mark.parametrize("version", ["9.9.9", "1.0"])
+def test_unsupported_version_is_code_1(plugin, version, container):
+    name, binary = plugin
+    assert_error(run_plugin(binary, "ADD", config(name, version), netns=container, container_id="c1"), 1)
+
+
+@pytest.mark.parametrize("net_name", ["", "../x", "a/b", "a b"])
+def test_invalid_network_name_is_code_7(plugin, net_name, container):
+    name, binary = plugin
+    conf = config(name)
+    conf["name"] = net_name
+    assert_error(run_plugin(binary, "ADD", conf, netns=container, container_id="c1"), 7)
+
+
+def test_check_needs_0_4_0(plugin, container):
+    name, binary = plugin
+    assert_error(run_plugin(binary, "CHECK", config(name, "0.3.1"), netns=container, container_id="c1"), 1)
+
+
+@pytest.mark.parametrize("command", ["GC", "STATUS"])
+def test_gc_and_status_need_1_1_0(plugin, plugins, command):
+    name, binary = plugin
+    plugins.need_version(name, "1.1.0")
+    assert_error(run_plugin(binary, command, config(name, "1.0.0"), container_id=""), 1)
+
+
+def test_errors_are_one_json_document_on_stdout(plugin, container):
+    name, binary = plugin
+    out = run_plugin(binary, "ADD", b"{", netns=container, container_id="c1")
+    text = out.stdout.decode()
+    decoder = json.JSONDecoder()
+    doc, end = decoder.raw_decode(text.strip())
+    assert text.strip()[end:] == "" and doc["code"] == 6
+
+
+def test_del_of_something_never_added_succeeds_silently(plugin, container, tmp_path, node):
+    name, binary = plugin
+    out = run_plugin(binary, "DEL", config(name, data_dir=str(tmp_path)), node=node, netns=container, container_id="never", path=os.path.dirname(binary))
+    assert out.rc == 0, out
+    assert out.stdout.strip() == b""
