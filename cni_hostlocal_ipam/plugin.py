@@ -3,7 +3,7 @@ import logging
 import os
 
 from common import skel
-from common.config import Obj
+from common.config import valid_attachments
 from common.errors import CNIError, Code
 from common.types import Result
 from cni_hostlocal_ipam.allocator import allocate, candidates
@@ -75,24 +75,6 @@ def check(args: skel.CmdArgs) -> None:
                     f"host-local: {ip.address.ip} is not reserved for {args.container_id}/{args.ifname}",
                     f"reserved: {' '.join(map(str, owned)) or 'nothing'}",
                 )
-
-
-def valid_attachments(config: dict) -> set[tuple[str, str]] | None:
-    """cni.dev/valid-attachments (or the pre-rename cni.dev/attachments); None if absent."""
-    raw = config.get("cni.dev/valid-attachments", config.get("cni.dev/attachments"))
-    if raw is None:
-        return None
-    if type(raw) is not list:
-        raise CNIError(Code.INVALID_CONFIG, "invalid cni.dev/valid-attachments", "want a list of {containerID, ifname}")
-    out = set()
-    for item in raw:
-        obj = Obj(item) if type(item) is dict else None
-        cid = obj.str("containerID") if obj else None
-        ifname = obj.str("ifname") if obj else None
-        if not cid or not ifname:
-            raise CNIError(Code.INVALID_CONFIG, "invalid cni.dev/valid-attachments", f"entry {item!r} needs containerID and ifname")
-        out.add((cid, ifname))
-    return out
 
 
 def gc(args: skel.CmdArgs) -> None:

@@ -172,3 +172,21 @@ def check_name(name, what: str = "network name") -> str:
             f"{name[:80]!r} must match {NAME_RE.pattern} and be at most {NAME_MAX} bytes",
         )
     return name
+
+
+def valid_attachments(config: dict) -> set[tuple[str, str]] | None:
+    """cni.dev/valid-attachments (or the pre-rename cni.dev/attachments); None if absent."""
+    raw = config.get("cni.dev/valid-attachments", config.get("cni.dev/attachments"))
+    if raw is None:
+        return None
+    if type(raw) is not list:
+        raise CNIError(Code.INVALID_CONFIG, "invalid cni.dev/valid-attachments", "want a list of {containerID, ifname}")
+    out = set()
+    for item in raw:
+        obj = Obj(item) if type(item) is dict else None
+        cid = obj.str("containerID") if obj else None
+        ifname = obj.str("ifname") if obj else None
+        if not cid or not ifname:
+            raise CNIError(Code.INVALID_CONFIG, "invalid cni.dev/valid-attachments", f"entry {item!r} needs containerID and ifname")
+        out.add((cid, ifname))
+    return out

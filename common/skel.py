@@ -72,8 +72,9 @@ def ifname_problem(name: str) -> str | None:
     if name in (".", ".."):
         return "may not be '.' or '..'"
     for ch in name:
-        if ch in "/:%" or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
-            # '%' is a kernel name template: eth%d would create eth0, eth1...
+        if ch in "/:%\"\\" or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
+            # '%' is a kernel name template (eth%d would create eth0, eth1...);
+            # quotes and backslashes could escape a firewall rule's quoting
             return f"contains {ch!r}"
     return None
 

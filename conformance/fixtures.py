@@ -142,3 +142,20 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs root: real namespaces and the kernel")
         for item in needs_root:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Count passed/failed/skipped per tier, so a run shows all three tiers at work."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            keywords = getattr(report, "keywords", {})
+            tier = next((t for t in ("unit", "root", "conformance") if t in keywords), "unmarked")
+            counts.setdefault(tier, {}).setdefault(outcome, 0)
+            counts[tier][outcome] += 1 if report.when in ("call", "setup") or outcome == "skipped" else 0
+    if counts:
+        terminalreporter.section("tests per tier")
+        for tier in ("unit", "root", "conformance", "unmarked"):
+            if tier in counts:
+                line = ", ".join(f"{n} {o}" for o, n in sorted(counts[tier].items()) if n)
+                terminalreporter.write_line(f"{tier:12} {line}")

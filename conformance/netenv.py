@@ -96,6 +96,61 @@ def run_plugin(binary: str, command: str, config, *, node: Netns | None = None, 
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
 
+# --- what a namespace holds ---------------------------------------------------
+
+_VOLATILE_LINK = {"ifindex", "link_index", "link_netnsid", "stats", "stats64", "operstate", "linkinfo", "txqlen", "min_mtu", "max_mtu",
+                  "num_tx_queues", "num_rx_queues", "gso_max_size", "gso_max_segs", "tso_max_size", "tso_max_segs", "gro_max_size",
+                  "gro_ipv4_max_size", "gso_ipv4_max_size", "parentbus", "parentdev", "addr_assign_type", "inet6_addr_gen_mode",
+                  "allmulti", "qdisc", "group"}
+
+
+def ns_state(ns: "Netns", sysctls: bool = True) -> dict:
+    """Links (with flags and masters), addresses, routes, rules, firewall and per-link sysctls of a namespace."""
+    links = {}
+    for link in ns.ipj("-d", "link", "show"):
+        links[link["ifname"]] = {k: v for k, v in link.items() if k not in _VOLATILE_LINK}
+        info = link.get("linkinfo", {})
+        links[link["ifname"]]["kind"] = info.get("info_kind")
+        links[link["ifname"]]["slave"] = {k: v for k, v in info.get("info_slave_data", {}).items() if not k.endswith("timer")}
+    addrs = sorted(
+        (a["ifname"], i["local"], i["prefixlen"], i.get("broadcast"), i.get("scope"))
+        for a in ns.ipj("addr", "show") for i in a.get("addr_info", []) if not i["local"].startswith("fe80:")
+    )
+    routes = sorted(
+        json.dumps({k: v for k, v in r.items() if k not in ("expires", "cache")}, sort_keys=True)
+        for fam in ("-4", "-6") for r in ns.ipj(fam, "route", "show", "table", "all")
+        if not r.get("dst", "").startswith(("fe80", "ff00", "local", "multicast")) and r.get("type") not in ("local", "multicast", "broadcast")
+    )
+    state = {"links": links, "addresses": addrs, "routes": routes}
+    state["nft"] = ns.exec("nft", "list", "ruleset", check=False)
+    state["iptables"] = "\n".join(l for l in (ns.exec("iptables-save", check=False) + ns.exec("ip6tables-save", check=False)).splitlines() if not l.startswith("#"))
+    if sysctls:
+        keys = ["ipv4/ip_forward", "ipv6/conf/all/forwarding"]
+        for name in links:
+            keys += [f"ipv6/conf/{name}/{k}" for k in ("accept_ra", "accept_dad", "disable_ipv6", "keep_addr_on_down", "enhanced_dad")]
+            keys.append(f"ipv4/conf/{name}/arp_notify")
+        script = "; ".join(f"printf '%s=' {k}; cat /proc/sys/net/{k} 2>/dev/null || echo" for k in keys)
+        state["sysctls"] = dict(line.split("=", 1) for line in ns.exec("sh", "-c", script).splitlines() if "=" in line)
+    return state
+
+
+def tree_state(path: str) -> dict:
+    """Every file under path: type, mode, size, content hash."""
+    import hashlib
+
+    out = {}
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            digest = ""
+            if os.path.isfile(full) and not os.path.islink(full):
+                with open(full, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(full, path)] = (st.st_mode, st.st_size, digest)
+    return out
+
+
 # --- the machine's root namespace must stay untouched -----------------------
 
 

@@ -156,9 +156,7 @@ def _route_msg(dst, gw=None, oif: int = 0, table: int | None = None, priority: i
     msg["table"] = table if table is not None and table < 256 else RT_TABLE_MAIN
     msg["proto"] = proto
     msg["type"] = RTN_UNICAST
-    if scope is None:
-        scope = RT_SCOPE_UNIVERSE if gw is not None else RT_SCOPE_LINK
-    msg["scope"] = scope
+    msg["scope"] = RT_SCOPE_UNIVERSE if scope is None else scope
     msg["flags"] = RTNH_F_ONLINK if onlink else 0
     attrs = []
     if dst.prefixlen:

@@ -142,8 +142,13 @@ def create_bridge(nl: Netlink, name: str, mtu: int = 0, mac: str | None = None, 
 
 
 def create_veth(nl: Netlink, name: str, peer_name: str, peer_ns, mtu: int = 0, peer_mac: str | None = None) -> None:
-    """Create a veth pair here whose peer is born inside `peer_ns` (never visible on this side)."""
-    peer = [("IFLA_IFNAME", peer_name), ("IFLA_NET_NS_FD", peer_ns.fd)]
+    """Create a veth pair here whose peer is born inside `peer_ns` (never visible on this side).
+
+    With peer_ns None both ends stay in this namespace.
+    """
+    peer = [("IFLA_IFNAME", peer_name)]
+    if peer_ns is not None:
+        peer.append(("IFLA_NET_NS_FD", peer_ns.fd))
     if mtu:
         peer.append(("IFLA_MTU", mtu))
     if peer_mac:

@@ -1,0 +1,2 @@
+from cni_bridge.plugin import main
+main()

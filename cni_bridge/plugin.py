@@ -1,0 +1,268 @@
+"""bridge: a Linux bridge and a veth pair per pod; a drop-in for the reference bridge plugin.
+
+ADD is a transaction: each step registers its undo as soon as it has acted,
+and a failure anywhere (or SIGTERM) unwinds everything this ADD created.
+The shared bridge and its gateway addresses stay, as other pods use them.
+DEL forgives: whatever is already gone counts as done, and nothing it needs
+comes from the container's namespace.
+"""
+import logging
+from contextlib import ExitStack
+from ipaddress import ip_interface
+
+from common import invoke, netlink, skel
+from common.config import valid_attachments
+from common.errors import CNIError, Code
+from common.types import Interface, IPConfig, Result, Route, default_route
+from cni_bridge import bridge, container, masq, spoofcheck
+from cni_bridge.conf import BridgeConf
+from cni_bridge.state import Records
+
+log = logging.getLogger(__name__)
+
+
+def _quietly(fn, *args) -> None:
+    """A rollback step: log a failure and let the remaining steps run."""
+    try:
+        fn(*args)
+    except Exception as err:  # rollback must go on; the ADD's own error is what gets reported
+        log.warning("rollback: %s failed: %s", getattr(fn, "__name__", fn), err)
+
+
+def _check_tools(conf: BridgeConf) -> None:
+    from common import firewall
+
+    need = []
+    if conf.mac_spoof_check or (conf.layer3 and conf.ip_masq and conf.ip_masq_backend == "nftables"):
+        need.append("nft")
+    if conf.layer3 and conf.ip_masq and conf.ip_masq_backend == "iptables":
+        need.append("iptables-restore")
+    missing = [t for t in need if firewall.tool(t) is None]
+    if missing:
+        raise CNIError(Code.INVALID_CONFIG, f"{', '.join(missing)} is not installed", "needed by ipMasq or macspoofchk")
+
+
+def add(args: skel.CmdArgs) -> Result:
+    conf = BridgeConf.load(args)
+    if conf.layer3:
+        invoke.check_available(conf.ipam_type, args)
+    _check_tools(conf)
+    if conf.mac_spoof_check:
+        spoofcheck.validate(args.container_id, args.ifname)
+    records = Records(conf.data_dir, conf.name)
+    with netlink.host() as host, netlink.inside(args.netns) as cont, ExitStack() as undo:
+        if netlink.find_link(cont, args.ifname) is not None:
+            raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"container veth name provided ({args.ifname}) already exists", f"in {args.netns_path}")
+        br = bridge.ensure_bridge(host, conf)
+        veth_name = netlink.random_veth_name()
+        while netlink.find_link(host, veth_name) is not None:
+            veth_name = netlink.random_veth_name()
+        records.new(args.container_id, args.ifname, args.netns_path, veth_name, conf.mac)
+        undo.callback(_quietly, records.remove, args.container_id, args.ifname)
+        veth = _create_veth(host, args, conf, veth_name)
+        undo.callback(_quietly, netlink.delete_link, host, veth.name)
+        bridge.attach_port(host, br, veth, conf)
+        cont_link = netlink.get_link(cont, args.ifname)
+        if conf.mac_spoof_check:
+            undo.callback(_quietly, spoofcheck.teardown, args.container_id, args.ifname)
+            spoofcheck.setup(veth.name, cont_link.mac, args.container_id, args.ifname)
+        result = Result(interfaces=(Interface(br.name, br.mac), Interface(veth.name, veth.mac), Interface(args.ifname, cont_link.mac, args.netns_path)))
+        if conf.layer3:
+            result = _add_layer3(args, conf, host, cont, br, result, undo)
+        elif not conf.disable_container_interface:
+            netlink.set_link(cont, cont_link.index, up=True)
+        if not conf.disable_container_interface:
+            veth = bridge.wait_port_up(host, veth.name)
+        # both MACs can change once the port joins and the gateway is set: report what is there now
+        br = netlink.get_link(host, index=br.index)
+        ifaces = (Interface(br.name, br.mac), Interface(veth.name, veth.mac)) + result.interfaces[2:]
+        result = result.with_(interfaces=ifaces, dns=conf.dns or result.dns)
+        undo.pop_all()
+    log.info("added %s/%s: %s on %s", args.container_id, args.ifname, veth.name, conf.bridge)
+    return result
+
+
+def _create_veth(host, args, conf, name: str) -> netlink.Link:
+    try:
+        netlink.create_veth(host, name, args.ifname, args.netns, mtu=conf.mtu, peer_mac=conf.mac or None)
+    except netlink.LinkExists:
+        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to create veth pair: {name} or {args.ifname} appeared meanwhile") from None
+    except netlink.NetlinkError as err:
+        raise err.cni(f"failed to create veth pair {name}/{args.ifname}") from None
+    return netlink.get_link(host, name)
+
+
+def _add_layer3(args, conf: BridgeConf, host, cont, br, result: Result, undo: ExitStack) -> Result:
+    # the spec: after trying an IPAM ADD, always DEL it on failure, even when the ADD itself failed
+    undo.callback(_quietly, invoke.delegate, "DEL", conf.ipam_type, args)
+    ipam = invoke.delegate("ADD", conf.ipam_type, args)
+    if not ipam.ips:
+        raise CNIError(Code.DELEGATE_FAILED, "IPAM plugin returned missing IP config")
+    result, gateways = _with_gateways(result, ipam, conf)
+    container.configure(cont, args.netns, args.ifname, result, conf.enable_dad)
+    if conf.is_gateway:
+        result = _setup_gateways(host, br, gateways, conf, result)
+    if conf.ip_masq:
+        undo.callback(_quietly, masq.teardown, conf.name, args.ifname, args.container_id)
+        masq.setup(conf.ip_masq_backend, conf.name, args.ifname, args.container_id, result.ips)
+    return result
+
+
+def _with_gateways(result: Result, ipam: Result, conf: BridgeConf):
+    """The reference's calcGateways: fill in gateways, add default routes, list the bridge's addresses."""
+    routes = list(ipam.routes)
+    gateways: dict[int, list] = {4: [], 6: []}
+    default_done = {4: False, 6: False}
+    ips = []
+    for ip in ipam.ips:
+        family = ip.family
+        gw = ip.gateway
+        if gw is None and conf.is_gateway:
+            gw = ip.address.network.network_address + 1
+        ips.append(IPConfig(ip.address, gw, 2))
+        if conf.is_default_gateway and not default_done[family]:
+            default = default_route(family)
+            if not any(r.gw is not None and r.dst == default for r in routes):
+                routes.append(Route(default, gw))
+            default_done[family] = True
+        if conf.is_gateway:
+            gateways[family].append(ip_interface(f"{gw}/{ip.address.network.prefixlen}"))
+    return result.with_(ips=tuple(ips), routes=tuple(routes), dns=ipam.dns), gateways
+
+
+def _setup_gateways(host, br, gateways: dict, conf: BridgeConf, result: Result) -> Result:
+    for family in (4, 6):
+        for gw in gateways[family]:
+            target = br
+            if conf.vlan:
+                target = bridge.ensure_vlan_gateway(host, br, conf)
+                if all(i.name != target.name for i in result.interfaces):
+                    result = result.with_(interfaces=result.interfaces + (Interface(target.name, target.mac),))
+            bridge.ensure_gateway_addr(host, target, gw, conf.force_address)
+        if gateways[family]:
+            bridge.enable_forwarding(family)
+    return result
+
+
+# --- DEL -------------------------------------------------------------------
+
+
+def delete(args: skel.CmdArgs) -> None:
+    try:
+        conf = BridgeConf.load(args)
+    except CNIError as err:
+        return _delete_without_config(args, err)
+    records = Records(conf.data_dir, conf.name)
+    record = records.read(args.container_id, args.ifname)
+    errors: list[str] = []
+    _step(errors, "deleting the interface", _delete_links, args, record)
+    if conf.layer3:
+        _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
+    if conf.mac_spoof_check:
+        _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
+    if conf.layer3 and conf.ip_masq:
+        _step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
+    if errors:
+        # the record stays: a retried DEL still knows the host veth
+        raise CNIError(Code.KERNEL_REFUSED, "DEL incomplete", "; ".join(errors))
+    records.remove(args.container_id, args.ifname)
+
+
+def _step(errors: list[str], what: str, fn, *args) -> None:
+    try:
+        fn(*args)
+    except CNIError as err:
+        errors.append(f"{what}: {err}")
+    except OSError as err:  # the kernel or a tool: keep going, report at the end
+        errors.append(f"{what}: {err}")
+
+
+def _delete_links(args, record) -> None:
+    with netlink.host() as host:
+        if args.netns is not None:
+            with netlink.inside(args.netns) as cont:
+                _delete_container_link(host, cont, args, record)
+        if record is not None and record.host_veth:
+            link = netlink.find_link(host, record.host_veth)
+            if link is not None and link.kind == "veth":
+                netlink.delete_link(host, index=link.index)  # CNI_NETNS was empty, but the pair lives
+
+
+def _delete_container_link(host, cont, args, record) -> None:
+    link = netlink.find_link(cont, args.ifname)
+    if link is None:
+        return
+    if link.kind != "veth":
+        log.warning("DEL: %s in %s is a %s, which we never create: left alone", args.ifname, args.netns_path, link.kind or "device")
+        return
+    if record is not None and record.host_veth:
+        peer = netlink.find_link(host, record.host_veth)
+        if peer is None or peer.index != link.peer_index:
+            # a recycled /proc/<pid>/ns/net path: this interface belongs to someone else
+            log.warning("DEL: %s in %s is not the veth ADD created (peer %s): left alone", args.ifname, args.netns_path, record.host_veth)
+            return
+    netlink.delete_link(cont, index=link.index)
+
+
+def _delete_without_config(args, err: CNIError) -> None:
+    """A config that no longer parses: undo what can be identified, and release the address if we can."""
+    ipam = args.config.get("ipam")
+    ipam_type = ipam.get("type") if type(ipam) is dict else None
+    errors: list[str] = []
+    _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
+    if type(ipam_type) is str and ipam_type:
+        _step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
+        if not errors:
+            log.warning("DEL with an invalid config (%s): rules and address released", err)
+            return
+    raise CNIError(err.code, err.msg, "; ".join([err.details] + errors).strip("; "))
+
+
+# --- CHECK, GC, STATUS -------------------------------------------------------
+
+
+def check(args: skel.CmdArgs) -> None:
+    from cni_bridge.check import check as run_check
+
+    run_check(args)
+
+
+def gc(args: skel.CmdArgs) -> None:
+    conf = BridgeConf.load(args)
+    valid = valid_attachments(args.config)
+    if valid is None:
+        log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
+        valid = set()
+    records = Records(conf.data_dir, conf.name)
+    errors: list[str] = []
+    with netlink.host() as host:
+        for record in records.all():
+            if (record.container_id, record.ifname) in valid:
+                continue
+            link = netlink.find_link(host, record.host_veth) if record.host_veth else None
+            if link is not None and link.kind == "veth":
+                _step(errors, f"deleting {record.host_veth}", netlink.delete_link, host, None, link.index)
+            _step(errors, "removing macspoofchk rules", spoofcheck.teardown, record.container_id, record.ifname)
+            records.remove(record.container_id, record.ifname)
+    _step(errors, "removing masquerade rules", masq.collect, conf.name, valid)
+    if conf.layer3:
+        _step(errors, "IPAM GC", invoke.delegate, "GC", conf.ipam_type, args)
+    if errors:
+        raise CNIError(Code.KERNEL_REFUSED, "GC incomplete", "; ".join(errors))
+
+
+def status(args: skel.CmdArgs) -> None:
+    conf = BridgeConf.load(args)
+    try:
+        _check_tools(conf)
+    except CNIError as err:
+        raise CNIError(Code.NOT_AVAILABLE, err.msg, err.details) from None
+    if conf.layer3:
+        invoke.delegate("STATUS", conf.ipam_type, args)
+
+
+PLUGIN = skel.Plugin("bridge", add, delete, check, gc, status, about="CNI bridge plugin (cni-python-suite)")
+
+
+def main() -> None:
+    skel.main(PLUGIN)
