@@ -3,7 +3,9 @@ our environment (only CNI_COMMAND replaced) and our exact stdin, parse its outpu
 
 Our own plugin types run in-process instead (the same code, the same stdin
 and environment), saving one process start per ADD and DEL.  Set
-CNI_DELEGATE_EXEC=1 to exec them like any other plugin.
+CNI_DELEGATE_EXEC=1 to exec them like any other plugin.  An exec'd delegate
+is killed (with its process group) after CNI_DELEGATE_TIMEOUT seconds
+(default 20), and the command fails with code 11.
 """
 import json
 import os
@@ -51,7 +53,15 @@ def check_available(plugin_type: str, args) -> None:
         find_in_path(plugin_type, args.path)
 
 
-def delegate(command: str, plugin_type: str, args, config: dict | None = None, timeout: float = DEFAULT_TIMEOUT):
+def _timeout(environ) -> float:
+    try:
+        value = float(environ.get("CNI_DELEGATE_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if 0 < value <= 300 else DEFAULT_TIMEOUT
+
+
+def delegate(command: str, plugin_type: str, args, config: dict | None = None):
     """Run `command` on a delegated plugin; a Result for ADD, None otherwise."""
     sub = replace(args, command=command)
     if config is not None:
@@ -60,7 +70,7 @@ def delegate(command: str, plugin_type: str, args, config: dict | None = None, t
     if plugin is not None:
         handler = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}[command]
         return handler(sub)
-    return _exec(command, plugin_type, sub, timeout)
+    return _exec(command, plugin_type, sub, _timeout(args.environ))
 
 
 def _exec(command: str, plugin_type: str, args, timeout: float):

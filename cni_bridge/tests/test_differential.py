@@ -110,6 +110,13 @@ def observe(node: Netns, containers: list[Netns]) -> dict:
     return state
 
 
+def host_veth(node: Netns, container: Netns) -> str:
+    """The node-side peer of the container's eth0 (legacy results do not name it)."""
+    links = container.ipj("link", "show")
+    peer = next((l.get("link_index") for l in links if l["ifname"] == "eth0"), None)
+    return next((l["ifname"] for l in node.ipj("link", "show") if peer and l["ifindex"] == peer), "")
+
+
 def run(binary_dir: str, config: dict, tmp: str) -> list:
     conf = copy.deepcopy(config)
     conf["dataDir"] = os.path.join(tmp, "bridge")
@@ -120,15 +127,16 @@ def run(binary_dir: str, config: dict, tmp: str) -> list:
         seen = []
         for cid, ns in (("c1", c1), ("c2", c2)):
             seen.append(outcome(run_plugin(binary, "ADD", conf, node=node, netns=ns.path, container_id=cid, path=binary_dir)))
+        veths = [host_veth(node, c1), host_veth(node, c2)]
         seen.append(observe(node, [c1, c2]))
         seen.append(outcome(run_plugin(binary, "DEL", conf, node=node, netns=c1.path, container_id="c1", path=binary_dir)))
         seen.append(observe(node, [c1, c2]))
         text = json.dumps(seen)
         for ns, alias in ((c1, "C1"), (c2, "C2"), (node, "NODE")):
             text = text.replace(ns.name, alias)
-        for result, alias in zip(seen[:2], ("VETH-C1", "VETH-C2")):
-            if "interfaces" in result:  # name each host veth after the container it serves
-                text = text.replace(result["interfaces"][1]["name"], alias)
+        for veth, alias in zip(veths, ("VETH-C1", "VETH-C2")):
+            if veth:  # name each host veth after the container it serves
+                text = text.replace(veth, alias)
         return normalize(json.loads(text))
 
 
