@@ -19,14 +19,13 @@ opened relative to the directory fd with O_NOFOLLOW: a planted symlink is
 never followed.
 """
 import errno
-import fcntl
 import hashlib
 import os
-import signal
 import socket
 import stat
 from dataclasses import dataclass
 
+from common import lock
 from common.errors import CNIError, Code
 from common.types import parse_ip
 
@@ -63,14 +62,6 @@ class Allocation:
     ifname: str  # "" for a legacy record holding only the container ID
     boot: str  # "" when unknown (a record written by another implementation)
     ctime: float
-
-
-class _LockTimeout(Exception):
-    pass
-
-
-def _raise_timeout(signum, frame):
-    raise _LockTimeout()
 
 
 def _io_error(what: str, err: OSError) -> CNIError:
@@ -159,46 +150,7 @@ class DiskStore:
         return fd
 
     def _lock(self) -> None:
-        try:
-            fcntl.flock(self.lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        try:
-            previous = signal.signal(signal.SIGALRM, _raise_timeout)
-        except ValueError:  # not the main thread (operator tools): poll instead
-            return self._lock_polling()
-        try:
-            # a blocking flock keeps the kernel's queue order; the timer bounds the wait
-            signal.setitimer(signal.ITIMER_REAL, self.lock_timeout)
-            fcntl.flock(self.lockfd, fcntl.LOCK_EX)
-        except _LockTimeout:
-            raise self._timeout_error() from None
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-
-    def _lock_polling(self) -> None:
-        import time
-
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(self.lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise self._timeout_error() from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-
-    def _timeout_error(self) -> CNIError:
-        return CNIError(
-            Code.TRY_AGAIN_LATER,
-            f"timed out waiting for the lock of network {self.network}",
-            f"{self.data_dir}/{self.network}/lock held for over {self.lock_timeout:g}s by another process",
-        )
+        lock.acquire(self.lockfd, self.lock_timeout, f"network {self.network} ({self.data_dir}/{self.network}/lock)")
 
     def _scan(self) -> None:
         """One directory listing: the taken addresses, the owner index, stale temp files."""
