@@ -29,6 +29,8 @@ def pytest_configure(config):
         "unit: pure logic, no root, no kernel state",
         "root: real namespaces and the real kernel (needs root)",
         "conformance: black-box tests of plugin executables (needs root)",
+        "deliberate(reason): checks a deliberate improvement over the reference (README 'Deliberate differences'); "
+        "skipped when the plugins under test are the reference's",
     ):
         config.addinivalue_line("markers", marker)
 
@@ -134,6 +136,31 @@ def netns():
     yield make
     for ns in reversed(created):
         ns.close()
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("deliberate")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "bin_dir" not in callspec.params:
+        return
+    if _same_dir(callspec.params["bin_dir"], item.config.getoption("reference_dir")):
+        reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+        pytest.skip(f"deliberate difference from the reference (README 'Deliberate differences'): {reason}")
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> str:
+    """A private state root for one test (ipam.dataDir, top-level dataDir)."""
+    path = tmp_path / "state"
+    path.mkdir(mode=0o700)
+    return str(path)
 
 
 def pytest_collection_modifyitems(config, items):
