@@ -170,6 +170,15 @@ def create_vxlan(nl: Netlink, name: str, vni: int, port: int, local, link_index:
     _create(nl, name, "vxlan", data, mtu, mac)
 
 
+def set_vxlan_underlay(nl: Netlink, index: int, local, link_index: int) -> None:
+    """Change a vxlan device's source address and underlay device in place (the kernel allows both)."""
+    data = [("IFLA_VXLAN_LOCAL" if local.version == 4 else "IFLA_VXLAN_LOCAL6", str(local)), ("IFLA_VXLAN_LINK", link_index)]
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": data})]})]
+    nl.request(msg, RTM_NEWLINK, CHANGE, f"change vxlan underlay of {index}")
+
+
 def delete_link(nl: Netlink, name: str | None = None, index: int = 0) -> bool:
     """Delete a link; False if it was already gone."""
     msg = ifinfmsg()

@@ -1,0 +1,2 @@
+from cni_vxlan.plugin import main
+main()

@@ -1,0 +1,156 @@
+"""Operator commands of the vxlan plugin (same executable): sync, node-remove, show.
+
+`vxlan sync --watch` keeps a node's peers current between ADDs: it watches
+the network's prefix in etcd and reconciles within a debounce of any change,
+re-lists every --resync seconds (a watch can die quietly or fall behind a
+compaction), refreshes TTL leases, recreates a deleted device, and never
+removes entries while etcd is unreachable.  It runs in the foreground, for a
+systemd unit or a DaemonSet, and ends cleanly on SIGTERM.
+"""
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+import click
+
+from common import netlink
+from common.config import load_json
+from common.errors import CNIError
+from cni_vxlan import etcd, node
+from cni_vxlan.conf import VxlanConf
+from cni_vxlan.store import LeaseStore
+
+log = logging.getLogger("cni_vxlan.sync")
+
+
+def load_conf(path: str, network: str | None) -> VxlanConf:
+    """The vxlan plugin entry of a .conf or .conflist file, with the list's name and version."""
+    with open(path, "rb") as f:
+        data = load_json(f.read(), path)
+    entries = data.get("plugins") if isinstance(data.get("plugins"), list) else [data]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("type") == "vxlan":
+            merged = dict(entry, name=data.get("name") or entry.get("name"), cniVersion=data.get("cniVersion") or entry.get("cniVersion"))
+            if network and merged.get("name") != network:
+                continue
+            return VxlanConf.load(merged)
+    raise click.ClickException(f"{path}: no vxlan plugin" + (f" for network {network}" if network else ""))
+
+
+@click.group(help="Operator commands of the CNI vxlan overlay plugin.")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def cli(log_level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, log_level.upper()), format="%(asctime)s vxlan %(levelname)s %(message)s")
+
+
+def _fail(err: CNIError) -> "NoReturn":
+    raise click.ClickException(f"{err.msg}{': ' + err.details if err.details else ''} (code {err.code})")
+
+
+@cli.command(help="Reconcile this node with the store: once, or continuously with --watch.")
+@click.option("--conf", "conf_path", required=True, type=click.Path(exists=True, dir_okay=False), help="CNI .conf or .conflist with the vxlan plugin")
+@click.option("--network", default=None, help="network name, when the file holds several")
+@click.option("--once/--watch", default=True, help="reconcile and exit, or keep watching")
+@click.option("--resync", default=30.0, show_default=True, help="seconds between full re-lists in --watch")
+def sync(conf_path: str, network: str | None, once: bool, resync: float) -> None:
+    conf = load_conf(conf_path, network)
+    try:
+        if once:
+            with netlink.host() as nl:
+                state = node.converge(conf, nl)
+            click.echo(f"{conf.name}: {conf.node_name} holds {state.lease.peer.subnet}, {len(state.peers or ())} peers programmed")
+            return
+        _watch(conf, resync)
+    except CNIError as err:
+        _fail(err)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _watch(conf: VxlanConf, resync: float) -> None:
+    def stop(signum, frame):
+        raise _Stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    backoff = 0.5
+    try:
+        while True:
+            try:
+                revision = _converge(conf)
+                backoff = 0.5
+                _follow(conf, revision, resync)
+            except (etcd.EtcdError, CNIError) as err:
+                log.warning("%s; retrying in %.1fs (entries left as programmed)", err, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+    except _Stop:
+        log.info("stopping")
+
+
+def _converge(conf: VxlanConf) -> int:
+    with netlink.host() as nl:
+        state = node.converge(conf, nl)
+    if state.peers is None:
+        raise etcd.EtcdError("etcd unreachable")
+    log.info("converged at revision %d: %s holds %s, %d peers", state.revision, conf.node_name, state.lease.peer.subnet, len(state.peers))
+    return state.revision
+
+
+def _follow(conf: VxlanConf, revision: int, resync: float) -> None:
+    """Watch from revision+1; reconcile after a short debounce, and re-list every `resync`."""
+    store = LeaseStore(conf)
+    last_full = time.monotonic()
+    pending = 0.0
+    for events in store.client.watch(store.base, revision + 1, idle=0.2):
+        now = time.monotonic()
+        if events:
+            pending = pending or now  # debounce: let a burst of changes land first
+        if (pending and now - pending >= 0.2) or now - last_full >= resync:
+            _converge(conf)
+            pending, last_full = 0.0, now
+
+
+@cli.command("node-remove", help="Retire a node: delete its lease; peers drop its entries on their next sync.")
+@click.argument("name")
+@click.option("--conf", "conf_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--network", default=None)
+def node_remove(name: str, conf_path: str, network: str | None) -> None:
+    conf = load_conf(conf_path, network)
+    if conf.peer_source != "etcd":
+        raise click.ClickException("static peers: remove the node from peers[] in every node's config instead")
+    try:
+        removed = LeaseStore(conf).remove_node(name)
+    except etcd.EtcdError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{name}: lease removed" if removed else f"{name}: held no lease")
+
+
+@cli.command(help="Show leases, this node's device and what is programmed for each peer.")
+@click.option("--conf", "conf_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--network", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def show(conf_path: str, network: str | None, as_json: bool) -> None:
+    from cni_vxlan.status import node_report
+
+    report = node_report(load_conf(conf_path, network))
+    click.echo(json.dumps(report, indent=2) if as_json else _text(report))
+
+
+def _text(report: dict) -> str:
+    lines = [f"network {report['network']} ({report['overlay']}), node {report['node']}, device {report['device']['name']}: {report['device']['state']}"]
+    lease = report.get("lease")
+    lines.append(f"lease: {lease['subnet']} vtep {lease['vtep']} mac {lease['mac']}" if lease else "lease: none")
+    for peer in report["peers"]:
+        flags = " ".join(f"{k}:{'ok' if v else 'MISSING'}" for k, v in peer["programmed"].items())
+        lines.append(f"  peer {peer['node']:12} {peer['subnet']:18} vtep {peer['vtep']:15} {flags}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    cli(prog_name=os.path.basename(sys.argv[0]) or "vxlan")

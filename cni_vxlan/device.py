@@ -1,0 +1,159 @@
+"""The node's VXLAN device: create it, or verify the one there, with a reason on mismatch.
+
+The device is shared by every pod of the node, so a device with another VNI,
+port or learning setting is never silently recreated: ADD fails naming the
+difference.  What the kernel can change in place (source address, underlay
+device, MTU, MAC) is changed in place: a node whose address moved keeps
+working after one ADD or sync.
+"""
+import errno
+import logging
+import os
+from ipaddress import ip_interface
+
+from common import netlink
+from common.errors import CNIError, Code
+from common.netlink import sysctl
+from cni_vxlan.conf import VxlanConf, vtep_mac
+
+log = logging.getLogger(__name__)
+OVERHEAD = {4: 50, 6: 70}  # outer IP + UDP + VXLAN + inner Ethernet headers
+
+
+def detect_vtep(nl, conf: VxlanConf):
+    """(underlay link, VTEP address): configured, or the default route's interface and its primary address."""
+    if conf.vtep_address is not None:
+        for addr in netlink.list_addresses(nl, version=conf.vtep_address.version):
+            if addr.address.ip == conf.vtep_address:
+                return netlink.get_link(nl, index=addr.index), conf.vtep_address
+        raise CNIError(Code.INVALID_CONFIG, f"vtepAddress {conf.vtep_address} is on no interface of this node")
+    if conf.vtep_interface:
+        link = netlink.find_link(nl, conf.vtep_interface)
+        if link is None:
+            raise CNIError(Code.INVALID_CONFIG, f"vtepInterface {conf.vtep_interface} does not exist on this node")
+    else:
+        link = _default_route_link(nl)
+    for version in (4, 6):
+        globals_ = [a for a in netlink.list_addresses(nl, link.index, version) if a.scope == netlink.RT_SCOPE_UNIVERSE]
+        if globals_:
+            return link, globals_[0].address.ip
+    raise CNIError(Code.INVALID_CONFIG, f"{link.name} has no global address to use as the VTEP", "set vtepAddress")
+
+
+def _default_route_link(nl) -> netlink.Link:
+    for version in (4, 6):
+        for route in netlink.list_routes(nl, version):
+            if route.dst.prefixlen == 0 and route.oif:
+                return netlink.get_link(nl, index=route.oif)
+    raise CNIError(Code.INVALID_CONFIG, "cannot determine the VTEP interface: this node has no default route", "set vtepInterface or vtepAddress")
+
+
+def device_mtu(conf: VxlanConf, underlay: netlink.Link, vtep) -> int:
+    return conf.mtu or underlay.mtu - OVERHEAD[vtep.version]
+
+
+def ensure_device(nl, conf: VxlanConf, subnet, underlay: netlink.Link, vtep) -> netlink.Link:
+    mac, mtu = vtep_mac(subnet), device_mtu(conf, underlay, vtep)
+    link = netlink.find_link(nl, conf.device)
+    if link is None:
+        link = _create(nl, conf, underlay, vtep, mac, mtu)
+    else:
+        link = _verify(nl, conf, link, underlay, vtep, mac, mtu)
+    _ensure_address(nl, conf, link, subnet)
+    _accept_ra_off(conf.device)
+    if not link.up:
+        try:
+            netlink.set_link(nl, link.index, up=True)
+        except netlink.NetlinkError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise _port_in_use(nl, conf) from None
+            raise
+    _apply_offload(conf)
+    sysctl.ensure("ipv4/ip_forward", "1")
+    return netlink.get_link(nl, index=link.index)
+
+
+def _create(nl, conf: VxlanConf, underlay, vtep, mac: str, mtu: int) -> netlink.Link:
+    try:
+        netlink.create_vxlan(nl, conf.device, conf.vni, conf.port, vtep, underlay.index, mac, mtu)
+    except netlink.LinkExists:
+        if netlink.find_link(nl, conf.device) is None:
+            # EEXIST with the name free: another device already carries this VNI on this port
+            other = next((l.name for l in netlink.list_links(nl) if l.vxlan and l.vxlan["vni"] == conf.vni and l.vxlan["port"] == conf.port), "another device")
+            raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"VNI {conf.vni} on UDP port {conf.port} is already used by {other}", "choose another vni or port, or remove that device")
+        return netlink.get_link(nl, conf.device)  # a concurrent ADD made it
+    log.info("created %s (vni %s, port %s, local %s)", conf.device, conf.vni, conf.port, vtep)
+    return netlink.get_link(nl, conf.device)
+
+
+def incompatibility(link: netlink.Link, conf: VxlanConf) -> str:
+    """Why an existing device cannot serve this config (empty if it can), flannel-style."""
+    if link.kind != "vxlan":
+        return f"kind: {link.kind or 'physical'} vs vxlan"
+    have = link.vxlan
+    for key, want in (("vni", conf.vni), ("port", conf.port), ("learning", False), ("gbp", False)):
+        if have[key] != want:
+            return f"{key}: {have[key]} vs {want}"
+    return ""
+
+
+def _verify(nl, conf: VxlanConf, link, underlay, vtep, mac: str, mtu: int) -> netlink.Link:
+    reason = incompatibility(link, conf)
+    if reason:
+        raise CNIError(Code.INVALID_CONFIG, f"{conf.device} exists with different settings", f"{reason}; delete it to let the plugin recreate it")
+    if link.vxlan["local"] != str(vtep) or link.vxlan["link"] != underlay.index:
+        netlink.set_vxlan_underlay(nl, link.index, vtep, underlay.index)
+        log.warning("%s: VTEP moved to %s on %s", conf.device, vtep, underlay.name)
+    if link.mac != mac:
+        netlink.set_link(nl, link.index, mac=mac)
+    if link.mtu != mtu:
+        netlink.set_link(nl, link.index, mtu=mtu)
+    return netlink.get_link(nl, index=link.index)
+
+
+def _ensure_address(nl, conf: VxlanConf, link, subnet) -> None:
+    """The device holds its subnet's base address as a /32, and no other overlay address."""
+    want = ip_interface(f"{subnet.network_address}/32")
+    for addr in netlink.list_addresses(nl, link.index, 4):
+        if addr.address != want and addr.address.ip in conf.network:
+            netlink.del_address(nl, link.index, addr.address)
+    netlink.add_address(nl, link.index, want)
+
+
+def _accept_ra_off(name: str) -> None:
+    key = f"ipv6/conf/{name}/accept_ra"
+    if sysctl.exists(key):
+        sysctl.write(key, "0")
+
+
+def _port_in_use(nl, conf: VxlanConf) -> CNIError:
+    holders = [l.name for l in netlink.list_links(nl) if l.vxlan and l.vxlan["port"] == conf.port and l.name != conf.device and l.up]
+    return CNIError(
+        Code.CONFLICTING_HOST_OBJECT,
+        f"UDP port {conf.port} is already in use" + (f" by {', '.join(holders)}" if holders else ""),
+        "a flow-based (external) vxlan device or another program holds it; choose another port",
+    )
+
+
+def offload_off_wanted(conf: VxlanConf) -> bool:
+    """Kernels before 5.7 corrupt checksums of NATed VXLAN packets with TX offload on (flannel#1279)."""
+    if conf.tx_checksum_offload != "auto":
+        return conf.tx_checksum_offload == "off"
+    release = os.uname().release.split("-")[0].split(".")
+    try:
+        return (int(release[0]), int(release[1])) < (5, 7)
+    except (ValueError, IndexError):
+        return False
+
+
+def _apply_offload(conf: VxlanConf) -> None:
+    if not offload_off_wanted(conf):
+        return
+    from common import firewall, proc
+
+    ethtool = firewall.tool("ethtool")
+    if ethtool is None:
+        raise CNIError(Code.INVALID_CONFIG, "ethtool is needed to turn TX checksum offload off", "install ethtool, or set txChecksumOffload true")
+    rc, _, err = proc.run([ethtool, "-K", conf.device, "tx-checksum-ip-generic", "off"], timeout=10, what="ethtool")
+    if rc != 0:
+        raise CNIError(Code.KERNEL_REFUSED, f"cannot turn TX checksum offload off on {conf.device}", err.decode(errors="replace").strip())

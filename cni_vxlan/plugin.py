@@ -1,0 +1,212 @@
+"""vxlan: one pod network across many nodes; pods are plumbed by the bridge plugin.
+
+ADD converges the node (lease, device, peers: node.py), then delegates the
+pod to `bridge` with host-local scoped to this node's subnet, saving that
+delegate config first.  DEL replays the saved config and never needs etcd.
+The same executable also runs the operator commands (`vxlan sync`,
+`vxlan node-remove`, `vxlan show`) when called with arguments.
+"""
+import copy
+import logging
+import os
+import sys
+from dataclasses import replace
+
+from common import invoke, netlink, skel
+from common.config import valid_attachments
+from common.errors import CNIError, Code
+from common.types import Interface, Result
+from cni_vxlan import device, node
+from cni_vxlan.conf import VxlanConf
+from cni_vxlan.reconcile import plan, programmed
+
+log = logging.getLogger(__name__)
+PASSED_THROUGH = ("runtimeConfig", "args", "prevResult", "capabilities", "dns", "cni.dev/valid-attachments", "cni.dev/attachments")
+
+
+def delegate_config(conf: VxlanConf, lease, mtu: int, request: dict) -> dict:
+    """The bridge config for this node's subnet; user `delegate` and `ipam` keys win where sensible."""
+    ipam = {"type": "host-local", "routes": [{"dst": str(conf.network)}]}
+    ipam.update(conf.ipam)
+    ipam["ranges"] = [[{"subnet": str(lease.peer.subnet)}]]  # always this node's lease
+    out = {
+        "type": "bridge",
+        "bridge": conf.bridge,
+        "isGateway": True,
+        "isDefaultGateway": True,
+        "ipMasq": False,  # the bridge's masquerade exempts only the local subnet: pod-to-pod would be NATed
+        "hairpinMode": True,
+        "mtu": mtu,
+        "dataDir": os.path.join(node.state_dir(conf), "bridge"),
+    }
+    out.update(copy.deepcopy(conf.delegate))
+    out.update({"cniVersion": request.get("cniVersion"), "name": conf.name, "ipam": ipam})
+    for key in PASSED_THROUGH:
+        if key in request:
+            out[key] = request[key]
+    return out
+
+
+def _scratch(conf: VxlanConf, args) -> str:
+    return os.path.join(node.state_dir(conf), "containers", f"{args.container_id}-{args.ifname}.json")
+
+
+def add(args: skel.CmdArgs) -> Result:
+    conf = VxlanConf.load(args.config)
+    with netlink.host() as nl:
+        state = node.converge(conf, nl)
+        mtu = state.device.mtu
+    delegate = delegate_config(conf, state.lease, mtu, args.config)
+    invoke.check_available(delegate["type"], args)
+    scratch = _scratch(conf, args)
+    # saved before delegating: a DEL after a crash still knows what to undo
+    node.write_json(scratch, {"device": conf.device, "delegate": delegate})
+    try:
+        result = invoke.delegate("ADD", delegate["type"], args, delegate)
+    except BaseException:
+        os.unlink(scratch)
+        raise
+    # the VXLAN device is a host-side interface of this attachment too
+    return result.with_(interfaces=result.interfaces + (Interface(state.device.name, state.device.mac),))
+
+
+def _saved(path: str) -> tuple[str, dict] | None:
+    data = node.read_json(path)
+    if type(data) is not dict or type(data.get("delegate")) is not dict:
+        return None
+    return data.get("device", ""), data["delegate"]
+
+
+def _with_prev(delegate: dict, request: dict, device_name: str) -> dict:
+    """The delegate's prevResult is its own result: ours without the VXLAN device we appended."""
+    prev = request.get("prevResult")
+    if type(prev) is dict and type(prev.get("interfaces")) is list:
+        prev = dict(prev, interfaces=[i for i in prev["interfaces"] if not (type(i) is dict and i.get("name") == device_name and not i.get("sandbox"))])
+    if prev is not None:
+        delegate = dict(delegate, prevResult=prev)
+    return delegate
+
+
+def delete(args: skel.CmdArgs) -> None:
+    try:
+        data_dir = VxlanConf.load(args.config).data_dir
+    except CNIError:
+        # a config that broke since ADD: the saved delegate config is all DEL needs
+        data_dir = args.config.get("dataDir") if type(args.config.get("dataDir")) is str else "/var/lib/cni/vxlan"
+    scratch = os.path.join(data_dir, args.config["name"], "containers", f"{args.container_id}-{args.ifname}.json")
+    saved = _saved(scratch)
+    if saved is None:
+        return  # never added, or already deleted
+    device_name, delegate = saved
+    delegate = _with_prev(delegate, args.config, device_name)
+    invoke.delegate("DEL", delegate.get("type", "bridge"), args, delegate)
+    os.unlink(scratch)
+
+
+def check(args: skel.CmdArgs) -> None:
+    conf = VxlanConf.load(args.config)
+    saved = _saved(_scratch(conf, args))
+    if saved is None:
+        raise CNIError(Code.CHECK_MISMATCH, f"no attachment {args.container_id}/{args.ifname} on network {conf.name}")
+    device_name, delegate = saved
+    with netlink.host() as nl:
+        problem = verify_node(conf, nl, node.cached_lease(conf))
+        link = netlink.find_link(nl, conf.device)
+    if problem:
+        raise CNIError(Code.CHECK_MISMATCH, problem)
+    if delegate.get("mtu", 0) > link.mtu:
+        raise CNIError(Code.CHECK_MISMATCH, "the pod MTU exceeds the VXLAN device's", f"{delegate.get('mtu')} > {link.mtu}")
+    invoke.delegate("CHECK", delegate.get("type", "bridge"), args, _with_prev(delegate, args.config, device_name))
+
+
+def verify_node(conf: VxlanConf, nl, lease) -> str:
+    """Why this node's overlay state is not as the last converge left it ("" when it is)."""
+    if lease is None:
+        return f"network {conf.name} holds no lease on this node"
+    link = netlink.find_link(nl, conf.device)
+    if link is None:
+        return f"VXLAN device {conf.device} is missing"
+    reason = device.incompatibility(link, conf)
+    if reason:
+        return f"{conf.device} has different settings: {reason}"
+    if link.vxlan["local"] != str(lease.peer.vtep):
+        return f"{conf.device} sends from {link.vxlan['local']}, the lease says {lease.peer.vtep}"
+    if link.mac != lease.peer.mac:
+        return f"{conf.device} has MAC {link.mac}, the lease says {lease.peer.mac}"
+    if not link.up:
+        return f"{conf.device} is down"
+    todo = plan(node.applied_peers(conf), *programmed(nl, link, conf.network))
+    if todo.neighbours or todo.fdb or todo.routes:
+        missing = [str(s) for s, _ in todo.routes] or [str(ip) for ip, _ in todo.neighbours] or [m for m, _ in todo.fdb]
+        return f"overlay entries for peers are missing: {', '.join(missing)}"
+    return ""
+
+
+def gc(args: skel.CmdArgs) -> None:
+    conf = VxlanConf.load(args.config)
+    valid = valid_attachments(args.config)
+    if valid is None:
+        log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
+        valid = set()
+    directory = os.path.join(node.state_dir(conf), "containers")
+    errors = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        cid, _, ifname = name.removesuffix(".json").rpartition("-")
+        saved = _saved(os.path.join(directory, name)) if name.endswith(".json") else None
+        if saved is None or (cid, ifname) in valid:
+            continue
+        try:  # the runtime's DEL never came: replay it, as libcni's GC does for cached attachments
+            invoke.delegate("DEL", saved[1].get("type", "bridge"), replace(args, container_id=cid, ifname=ifname), saved[1])
+            os.unlink(os.path.join(directory, name))
+        except CNIError as err:
+            errors.append(f"{cid}/{ifname}: {err}")
+    forwarded = _node_delegate(conf, args)
+    if forwarded is not None:  # forward GC to the delegate, and through it to host-local
+        invoke.delegate("GC", forwarded["type"], args, forwarded)
+    if errors:
+        raise CNIError(Code.KERNEL_REFUSED, "GC incomplete", "; ".join(errors))
+
+
+def _node_delegate(conf: VxlanConf, args) -> dict | None:
+    """The delegate config for node-wide verbs (GC, STATUS), from the cached lease."""
+    lease = node.cached_lease(conf)
+    if lease is None:
+        return None
+    with netlink.host() as nl:
+        link = netlink.find_link(nl, conf.device)
+    return delegate_config(conf, lease, link.mtu if link else 0, args.config)
+
+
+def status(args: skel.CmdArgs) -> None:
+    conf = VxlanConf.load(args.config)
+    lease = node.cached_lease(conf)
+    if conf.peer_source == "etcd":
+        from cni_vxlan import etcd
+        from cni_vxlan.store import LeaseStore
+
+        try:
+            LeaseStore(conf).snapshot()
+        except etcd.EtcdError as err:
+            if lease is None:
+                raise CNIError(Code.NOT_AVAILABLE, "etcd unreachable and this node holds no lease", str(err)) from None
+            log.warning("etcd unreachable (%s): ADD works from the cached lease", err)
+    if lease is not None:
+        with netlink.host() as nl:
+            problem = verify_node(conf, nl, lease)
+        if problem:
+            raise CNIError(Code.LIMITED_CONNECTIVITY, problem, "run `vxlan sync --once` to repair")
+    delegate = _node_delegate(conf, args)
+    if delegate is not None:
+        invoke.delegate("STATUS", delegate["type"], args, delegate)
+
+
+PLUGIN = skel.Plugin("vxlan", add, delete, check, gc, status, about="CNI vxlan overlay plugin (cni-python-suite)")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and not os.environ.get("CNI_COMMAND"):
+        from cni_vxlan.cli import main as cli  # operator commands: click is loaded only here
+
+        cli()
+        return
+    skel.main(PLUGIN)
