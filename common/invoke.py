@@ -84,7 +84,11 @@ def _exec(command: str, plugin_type: str, args, timeout: float):
         raise _delegate_error(plugin_type, rc, out)
     if command != "ADD":
         return None
-    data = load_json(out, f"the result of {plugin_type}")
+    try:
+        data = load_json(out, f"the result of {plugin_type}")
+    except CNIError as err:
+        # 6 would blame the runtime's config; the delegate's output is what is broken
+        raise CNIError(Code.DELEGATE_FAILED, err.msg, err.details) from None
     return Result.from_wire(data, args.cni_version, code=Code.DELEGATE_FAILED)
 
 
