@@ -176,3 +176,61 @@ def prepare_node(kind: str, node: Netns) -> None:
         node.ip("addr", "add", "192.0.2.1/24", "dev", "underlay0")
         node.ip("link", "set", "underlay0", "up")
         node.ip("route", "add", "default", "via", "192.0.2.254", "dev", "underlay0")
+
+
+def logging_plugin_dir(dest: str, log_dir: str, sources: list[str]) -> str:
+    """A plugin directory of wrappers that record each call (env, stdin) and exec the real plugin.
+
+    Every plugin of `sources` (first wins) gets a /bin/sh wrapper in `dest`; a call leaves
+    LOG/<ns-time>-<pid>-<type>.env and .stdin.  Works under a minimal environment (conmon's DEL).
+    """
+    import shlex
+
+    os.makedirs(dest, exist_ok=True)
+    os.makedirs(log_dir, exist_ok=True)
+    seen = set()
+    for directory in sources:
+        for name in sorted(os.listdir(directory)):
+            real = os.path.join(directory, name)
+            if name in seen or not os.path.isfile(real) or not os.access(real, os.X_OK):
+                continue
+            seen.add(name)
+            base = shlex.quote(log_dir) + f'/"$(/bin/date +%s%N)-$$-{name}"'
+            script = (
+                "#!/bin/sh\n"
+                f"b={base}\n"
+                '/usr/bin/env > "$b.env"\n'
+                '/bin/cat > "$b.stdin"\n'
+                f'exec {shlex.quote(real)} "$@" < "$b.stdin"\n'
+            )
+            path = os.path.join(dest, name)
+            with open(path, "w") as f:
+                f.write(script)
+            os.chmod(path, 0o755)
+    return dest
+
+
+def logged_calls(log_dir: str) -> list[dict]:
+    """The calls a logging_plugin_dir recorded, oldest first: {type, env, stdin (parsed when JSON), raw}."""
+    calls = []
+    for name in sorted(os.listdir(log_dir), key=lambda n: (int(n.split("-", 1)[0]), n)):
+        if not name.endswith(".stdin"):
+            continue
+        stem = name[: -len(".stdin")]
+        with open(os.path.join(log_dir, name), "rb") as f:
+            raw = f.read()
+        env = {}
+        try:
+            with open(os.path.join(log_dir, stem + ".env")) as f:
+                for line in f.read().splitlines():
+                    if "=" in line:
+                        key, value = line.split("=", 1)
+                        env[key] = value
+        except FileNotFoundError:
+            pass
+        try:
+            stdin = json.loads(raw)
+        except ValueError:
+            stdin = None
+        calls.append({"type": stem.split("-", 2)[2], "command": env.get("CNI_COMMAND", ""), "env": env, "stdin": stdin, "raw": raw})
+    return calls
