@@ -68,7 +68,8 @@ class Client:
     # --- transport ------------------------------------------------------------
 
     def _connect(self, scheme: str, host: str, port: int) -> socket.socket:
-        sock = socket.create_connection((host, port), timeout=self.timeout)
+        # an ASCII name as bytes skips the idna codec, which a frozen build may not carry
+        sock = socket.create_connection((host.encode() if host.isascii() else host, port), timeout=self.timeout)
         if scheme == "https":
             if self._ssl is None:
                 import ssl  # only TLS setups pay for it

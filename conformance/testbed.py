@@ -63,6 +63,7 @@ class Node:
 
 
 class Testbed:
+    __test__ = False  # a fixture, not a test class
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="cnit-bed-")
         self.fabric = Netns("fb")
