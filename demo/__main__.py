@@ -1,3 +1,4 @@
 """make demo: the suite doing its main job, in namespaces of its own."""
-from demo.hostlocal import main
+from demo.overlay import main
+
 main()
