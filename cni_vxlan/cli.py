@@ -103,7 +103,13 @@ def _converge(conf: VxlanConf) -> int:
 
 
 def _follow(conf: VxlanConf, revision: int, resync: float) -> None:
-    """Watch from revision+1; reconcile after a short debounce, and re-list every `resync`."""
+    """Watch from revision+1; reconcile after a short debounce, and re-list every `resync`.
+
+    Every converge also refreshes a TTL lease, so with leaseTTL the re-list
+    runs at least three times per TTL.
+    """
+    if conf.etcd.lease_ttl:
+        resync = min(resync, conf.etcd.lease_ttl / 3)
     store = LeaseStore(conf)
     last_full = time.monotonic()
     pending = 0.0

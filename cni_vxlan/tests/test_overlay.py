@@ -244,3 +244,35 @@ def test_gc_replays_del_for_attachments_the_runtime_forgot(bed, bin_dir):
     assert out.ok, out
     assert sorted(os.listdir(f"{bed.tmp}/n1/vxlan/overlay/containers")) == ["keep-eth0.json"]
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
+
+
+def test_ttl_leases_expire_without_sync_and_come_back_with_the_same_subnet(bed, bin_dir):
+    bed.start_etcd()
+    n1 = bed.add_node("n1")
+    ttl = {"etcd": {"endpoints": [bed.etcd_endpoint], "prefix": "/cnit", "leaseTTL": 2}}
+    add_pod(bed, n1, "p1", bin_dir, **ttl)
+    subnet = json.load(open(f"{bed.tmp}/n1/vxlan/overlay/lease.json"))["subnet"]
+
+    def keys():
+        out = bed.etcd_ns.exec("etcdctl", f"--endpoints={bed.etcd_endpoint}", "get", "--prefix", "--keys-only", "/cnit/overlay/subnets/")
+        return [k for k in out.split() if k]
+
+    assert keys() == [f"/cnit/overlay/subnets/{subnet.replace('/', '-')}"]
+    assert until(lambda: not keys(), 10) is not None, "the TTL lease never expired"
+    vxlan(n1, bin_dir, "sync", "--once", "--conf", conflist(bed, n1, **ttl))
+    assert keys() == [f"/cnit/overlay/subnets/{subnet.replace('/', '-')}"]  # the node got its subnet back
+
+
+def test_ipv6_underlay(bed, bin_dir):
+    n1, n2 = bed.add_node("n1"), bed.add_node("n2")
+    for i, node in enumerate((n1, n2), 1):
+        node.ns.ip("-6", "addr", "add", f"2001:db8:ffff::{i}/64", "dev", "eth0", "nodad")
+    peers = [{"node": "n1", "vtep": "2001:db8:ffff::1", "subnet": "198.18.1.0/24"}, {"node": "n2", "vtep": "2001:db8:ffff::2", "subnet": "198.18.2.0/24"}]
+    static = {"peerSource": "static", "peers": peers}
+    a1, _ = add_pod(bed, n1, "p1", bin_dir, vtepAddress="2001:db8:ffff::1", **static)
+    a2, _ = add_pod(bed, n2, "p2", bin_dir, vtepAddress="2001:db8:ffff::2", **static)
+    link = n1.ns.ipj("-d", "link", "show", "cnivx.1")[0]
+    info = link["linkinfo"]["info_data"]
+    assert link["mtu"] == 1430 and (info.get("local") or info.get("local6")) == "2001:db8:ffff::1", info
+    assert ping(n1.pods["p1"], a2) and ping(n2.pods["p2"], a1)
+    assert ping(n1.pods["p1"], a2, size=1430 - 28, dont_fragment=True)
