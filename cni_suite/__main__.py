@@ -1,0 +1,2 @@
+from cni_suite.cli import main
+main()

@@ -1,0 +1,139 @@
+"""`cni-suite doctor`: the known pain points of a node, each with the fix."""
+import os
+from dataclasses import asdict, dataclass
+
+
+from common import firewall, netlink
+from common.errors import CNIError
+from common.netlink import sysctl
+from cni_suite.inventory import Network
+from cni_suite.report import plumbing, request
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    network: str
+    problem: str
+    fix: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def runtime_tmpdir() -> str:
+    """Where a single-file binary unpacks itself: TMPDIR, or /tmp (docs/build.md)."""
+    return os.environ.get("TMPDIR") or "/tmp"
+
+
+def check_tmpdir() -> list[Finding]:
+    path = runtime_tmpdir()
+    try:
+        noexec = bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
+    except OSError as err:
+        return [Finding("runtime-tmpdir", "", f"{path} is unusable: {err.strerror}", "create it, root-only, on an exec-capable filesystem")]
+    if noexec:
+        return [Finding("runtime-tmpdir", "", f"{path} is mounted noexec: the single-file plugins cannot start from it",
+                        "give the runtime TMPDIR=<a root-only directory on an exec-capable filesystem> (docs/build.md)")]
+    return []
+
+
+def check_network(network: Network) -> list[Finding]:
+    if network.problem:
+        return [Finding("config", network.name, network.problem, f"fix {network.source}")]
+    try:
+        ipam_config, _ = plumbing(network)
+        return _bridge(network, ipam_config) + _ipv6(network, ipam_config) + _tools(network) + _vxlan(network)
+    except CNIError as err:
+        return [Finding("config", network.name, str(err), f"fix {network.source}")]
+
+
+def _ranges(ipam_config):
+    from cni_hostlocal_ipam.conf import IPAMConf
+
+    return IPAMConf.load(request(ipam_config)).range_sets if ipam_config else ()
+
+
+def _bridge(network: Network, ipam_config) -> list[Finding]:
+    """A bridge holding a gateway address outside the network's ranges makes every ADD fail."""
+    if network.plugin == "vxlan":
+        from cni_vxlan.conf import VxlanConf
+
+        name, gateway = VxlanConf.load(network.config).bridge, True
+    elif network.plugin == "bridge":
+        from cni_bridge.conf import BridgeConf
+
+        conf = BridgeConf.load(request(network.config))
+        name, gateway = conf.bridge, conf.is_gateway and not conf.force_address
+    else:
+        return []
+    if not gateway or ipam_config is None:
+        return []
+    subnets = [r.subnet for rs in _ranges(ipam_config) for r in rs.ranges]
+    with netlink.host() as nl:
+        link = netlink.find_link(nl, name)
+        addrs = netlink.list_addresses(nl, link.index, 4) if link else []
+    foreign = [a.address for a in addrs if not any(a.address.ip in s for s in subnets if s.version == 4)]
+    if not foreign:
+        return []
+    return [Finding("bridge-address", network.name, f"bridge {name} holds {', '.join(map(str, foreign))}, outside {', '.join(map(str, subnets))}: every ADD fails with code 103",
+                    f"ip addr del {foreign[0]} dev {name}, or set forceAddress, or give the network its own bridge")]
+
+
+def _ipv6(network: Network, ipam_config) -> list[Finding]:
+    if not any(rs.version == 6 for rs in _ranges(ipam_config)):
+        return []
+    state = sysctl.read("ipv6/conf/all/disable_ipv6")
+    if state in (None, "1"):
+        why = "IPv6 is disabled on this node" if state == "1" else "this kernel has no IPv6"
+        return [Finding("ipv6", network.name, f"{why}, but the network has IPv6 ranges: ADD fails configuring the container",
+                        "sysctl -w net.ipv6.conf.all.disable_ipv6=0 (and default), or drop the IPv6 range")]
+    return []
+
+
+def _tools(network: Network) -> list[Finding]:
+    if network.plugin != "bridge":
+        return []
+    from cni_bridge.conf import BridgeConf
+
+    conf = BridgeConf.load(request(network.config))
+    needed = []
+    if conf.layer3 and conf.ip_masq:
+        needed.append("nft" if conf.ip_masq_backend == "nftables" else "iptables-restore")
+    if conf.mac_spoof_check:
+        needed.append("nft")
+    return [Finding("firewall-tools", network.name, f"{tool} is missing: ipMasq/macspoofchk cannot work",
+                    "apt-get install " + ("nftables" if tool == "nft" else "iptables")) for tool in dict.fromkeys(needed) if firewall.tool(tool) is None]
+
+
+def _vxlan(network: Network) -> list[Finding]:
+    if network.plugin != "vxlan":
+        return []
+    from cni_vxlan import etcd
+    from cni_vxlan.conf import VxlanConf
+    from cni_vxlan.store import LeaseStore
+
+    conf = VxlanConf.load(network.config)
+    if conf.peer_source != "etcd":
+        return []
+    try:
+        snap = LeaseStore(conf).snapshot()
+    except etcd.EtcdError as err:
+        return [Finding("etcd", network.name, f"etcd unreachable: {err}", f"check {', '.join(conf.etcd.endpoints)} from this node (firewall, TLS files, etcd health)")]
+    mtus = {lease.underlay_mtu for lease in snap.leases.values() if lease.underlay_mtu}
+    if len(mtus) > 1:
+        by_mtu = {m: sorted(n for n, l in snap.leases.items() if l.underlay_mtu == m) for m in sorted(mtus)}
+        detail = "; ".join(f"{m}: {', '.join(nodes)}" for m, nodes in by_mtu.items())
+        return [Finding("vxlan-mtu", network.name, f"peers' underlay MTUs differ ({detail}): large packets between them are dropped",
+                        f"set the same mtu on every node (the smallest underlay MTU minus 50, here {min(mtus) - 50})")]
+    return []
+
+
+def examine(networks: list[Network]) -> list[Finding]:
+    findings = check_tmpdir()
+    for network in networks:
+        findings += check_network(network)
+    return findings
+
+
+

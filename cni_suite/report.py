@@ -1,0 +1,115 @@
+"""`cni-suite status`: what the plugins hold on this node, per network.
+
+Range usage and every allocation (address, container, interface, age, boot),
+the attachments the bridge recorded (and whether their veth still exists),
+the masquerade rules of the network, and for vxlan the lease and peers.
+"""
+import os
+import time
+
+from common import netlink
+from common.errors import CNIError
+from common.skel import CmdArgs
+from cni_bridge import masq
+from cni_bridge.conf import BridgeConf
+from cni_bridge.state import Records
+from cni_hostlocal_ipam.conf import IPAMConf
+from cni_hostlocal_ipam.store import DiskStore, boot_id
+from cni_suite.inventory import Network
+
+
+def request(config: dict, command: str = "STATUS") -> CmdArgs:
+    return CmdArgs(command, "", None, "", "", {}, (), b"", config, config.get("cniVersion", "1.1.0"), dict(os.environ))
+
+
+def plumbing(network: Network) -> tuple[dict | None, str]:
+    """(the config host-local sees, the bridge's data dir) for a network of ours."""
+    if network.plugin == "host-local":
+        return network.config, ""
+    if network.plugin == "bridge":
+        conf = BridgeConf.load(request(network.config))
+        return (network.config if conf.layer3 and conf.ipam_type == "host-local" else None), conf.data_dir
+    from cni_vxlan import node
+    from cni_vxlan.conf import VxlanConf
+    from cni_vxlan.plugin import delegate_config
+
+    conf = VxlanConf.load(network.config)
+    lease = node.cached_lease(conf)
+    bridge_dir = os.path.join(node.state_dir(conf), "bridge")
+    if lease is None:
+        return None, bridge_dir
+    return delegate_config(conf, lease, 0, network.config), bridge_dir
+
+
+def ipam_report(config: dict) -> dict:
+    conf = IPAMConf.load(request(config))
+    now, current_boot = time.time(), boot_id()
+    allocations = []
+    if os.path.isdir(os.path.join(conf.data_dir, conf.name)):
+        with DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create=False) as store:
+            allocations = store.allocations()
+    ranges = []
+    for index, range_set in enumerate(conf.range_sets):
+        capacity = sum(int(r.end) - int(r.start) + 1 - (1 if r.start <= r.gateway <= r.end else 0) for r in range_set.ranges)
+        used = sum(1 for a in allocations if range_set.range_for(a.ip) is not None)
+        ranges.append({"rangeSet": index, "ranges": str(range_set), "capacity": capacity, "used": used, "free": capacity - used})
+    return {
+        "dataDir": os.path.join(conf.data_dir, conf.name),
+        "ranges": ranges,
+        "allocations": [
+            {
+                "ip": str(a.ip),
+                "containerID": a.container_id,
+                "ifname": a.ifname,
+                "ageSeconds": int(now - a.ctime),
+                "boot": "current" if a.boot == current_boot else ("earlier" if a.boot else "unknown"),
+            }
+            for a in allocations
+        ],
+    }
+
+
+def attachments_report(bridge_dir: str, name: str) -> list[dict]:
+    if not bridge_dir:
+        return []
+    out = []
+    with netlink.host() as nl:
+        for record in Records(bridge_dir, name).all():
+            link = netlink.find_link(nl, record.host_veth) if record.host_veth else None
+            out.append({
+                "containerID": record.container_id,
+                "ifname": record.ifname,
+                "hostVeth": record.host_veth,
+                "vethPresent": link is not None,
+                "netns": record.netns,
+                "netnsExists": bool(record.netns) and os.path.exists(record.netns),
+            })
+    return out
+
+
+def masquerade_report(name: str) -> dict:
+    prefix = masq.network_hash(name) + "-"
+    nft = [r.get("comment", "") for r in masq._nft_rules() if r.get("comment", "").startswith(prefix)]
+    ipt = {f"ipv{v}": sorted(f"{chain} ({cid})" for chain, cid in masq._ipt_chains(v, name).items()) for v in (4, 6)}
+    return {"nftables": nft, **ipt}
+
+
+def network_report(network: Network) -> dict:
+    out = {"network": network.name, "plugin": network.plugin, "source": network.source}
+    if network.problem:
+        out["problem"] = network.problem
+        return out
+    try:
+        ipam_config, bridge_dir = plumbing(network)
+        if ipam_config is not None:
+            out.update(ipam_report(ipam_config))
+        out["attachments"] = attachments_report(bridge_dir, network.name)
+        out["masquerade"] = masquerade_report(network.name)
+        if network.plugin == "vxlan":
+            from cni_vxlan.conf import VxlanConf
+            from cni_vxlan.status import node_report
+
+            out["vxlan"] = node_report(VxlanConf.load(network.config))
+    except CNIError as err:
+        out["problem"] = str(err)
+    return out

@@ -1,0 +1,134 @@
+"""cni-suite against pods made by the real plugins, inside node namespaces."""
+import json
+import os
+
+import pytest
+
+from conformance.netenv import run_plugin
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def site(netns, tmp_path, bin_dir):
+    """A node with a conf dir holding one bridge network (ipMasq, dual-stack) and three pods."""
+    node = netns("n")
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    config = {
+        "cniVersion": "1.1.0", "name": "opsnet", "type": "bridge", "bridge": "cnitops0", "isDefaultGateway": True, "ipMasq": True, "ipMasqBackend": "nftables",
+        "dataDir": str(tmp_path / "bridge"),
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}], [{"subnet": "2001:db8:97::/64"}]], "dataDir": str(tmp_path / "ipam")},
+    }
+    (conf_dir / "10-opsnet.conflist").write_text(json.dumps({"cniVersion": "1.1.0", "name": "opsnet", "plugins": [config]}))
+    pods = {}
+    for cid in ("pod-a", "pod-b", "pod-c"):
+        ns = netns("c")
+        out = run_plugin(os.path.join(bin_dir, "bridge"), "ADD", config, node=node, netns=ns.path, container_id=cid, path=bin_dir)
+        assert out.ok, out
+        pods[cid] = (ns, out.json)
+    return node, conf_dir, config, pods, tmp_path
+
+
+def suite(node, bin_dir, conf_dir, *args, check=True) -> str:
+    return node.exec(os.path.join(bin_dir, "cni-suite"), "--conf-dir", str(conf_dir), *args, check=check)
+
+
+def test_status_shows_exactly_what_the_pods_hold(site, bin_dir):
+    node, conf_dir, config, pods, _ = site
+    report = json.loads(suite(node, bin_dir, conf_dir, "status", "--json"))["networks"]
+    assert [n["network"] for n in report] == ["opsnet"]
+    net = report[0]
+    assert [(r["used"], r["capacity"]) for r in net["ranges"]] == [(3, 253), (3, 2**64 - 2)]  # v6: all but ::0 and the gateway
+    held = sorted((a["ip"], a["containerID"], a["ifname"], a["boot"]) for a in net["allocations"])
+    expected = sorted((ip["address"].split("/")[0], cid, "eth0", "current") for cid, (_, res) in pods.items() for ip in res["ips"])
+    assert held == expected
+    assert sorted((a["containerID"], a["hostVeth"], a["vethPresent"]) for a in net["attachments"]) == sorted(
+        (cid, res["interfaces"][1]["name"], True) for cid, (_, res) in pods.items())
+    assert len(net["masquerade"]["nftables"]) == 6  # one rule per address
+    text = suite(node, bin_dir, conf_dir, "status")
+    assert "range set 0 10.97.0.1-10.97.0.254: 3 used, 250 free of 253" in text
+    for cid in pods:
+        assert cid in text
+
+
+def test_gc_releases_exactly_what_is_not_valid(site, bin_dir):
+    node, conf_dir, config, pods, tmp_path = site
+    pods["pod-b"][0].close()  # pod-b died without a DEL
+    out = suite(node, bin_dir, conf_dir, "gc", "--valid", "pod-a:eth0", "--valid", "pod-c:eth0", "--cni-path", bin_dir)
+    assert "released 1: pod-b/eth0" in out
+    net = json.loads(suite(node, bin_dir, conf_dir, "status", "--json"))["networks"][0]
+    assert {a["containerID"] for a in net["allocations"]} == {"pod-a", "pod-c"}
+    assert {a["containerID"] for a in net["attachments"]} == {"pod-a", "pod-c"}
+    assert all(", id: pod-b" not in c for c in net["masquerade"]["nftables"]) and len(net["masquerade"]["nftables"]) == 4
+    veths = [l["ifname"] for l in node.ipj("link", "show") if l["ifname"].startswith("veth")]
+    assert sorted(veths) == sorted(pods[c][1]["interfaces"][1]["name"] for c in ("pod-a", "pod-c"))
+
+
+def test_boot_sweep_reclaims_an_earlier_boot_and_nothing_live(site, bin_dir):
+    node, conf_dir, config, pods, tmp_path = site
+    # a simulated reboot: the namespaces of pod-a and pod-b are gone, their records carry another boot id
+    for cid in ("pod-a", "pod-b"):
+        pods[cid][0].close()
+        record = tmp_path / "bridge" / "opsnet" / f"{cid}-eth0.json"
+        data = json.loads(record.read_text())
+        old_boot = "0" * 16
+        record.write_text(json.dumps(dict(data, boot=old_boot)))
+        ipam_dir = tmp_path / "ipam" / "opsnet"
+        for name in os.listdir(ipam_dir):
+            if name.startswith(".alloc.") and any(name.endswith("." + ip["address"].split("/")[0]) for ip in pods[cid][1]["ips"]):
+                parts = name.split(".", 4)
+                os.rename(ipam_dir / name, ipam_dir / ".".join(parts[:3] + [old_boot, parts[4]]))
+    out = suite(node, bin_dir, conf_dir, "gc", "--boot-sweep", "--cni-path", bin_dir)
+    assert "boot sweep released 2: pod-a/eth0 pod-b/eth0" in out
+    net = json.loads(suite(node, bin_dir, conf_dir, "status", "--json"))["networks"][0]
+    assert {a["containerID"] for a in net["allocations"]} == {"pod-c"}
+    assert {a["containerID"] for a in net["attachments"]} == {"pod-c"}
+    assert all(", id: pod-c" in c for c in net["masquerade"]["nftables"])
+    assert "released 0" in suite(node, bin_dir, conf_dir, "gc", "--boot-sweep", "--cni-path", bin_dir)
+    # the runtime's own DEL for a swept container still succeeds
+    assert run_plugin(os.path.join(bin_dir, "bridge"), "DEL", config, node=node, container_id="pod-a", netns="", path=bin_dir).ok
+
+
+def test_doctor_reports_a_healthy_node_as_healthy(site, bin_dir):
+    node, conf_dir, *_ = site
+    out = suite(node, bin_dir, conf_dir, "doctor")
+    assert "healthy" in out
+
+
+def doctor_findings(node, bin_dir, conf_dir, env: str = "") -> list[dict]:
+    argv = ["sh", "-c", f"{env} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"]
+    return json.loads(node.exec(*argv))["findings"]
+
+
+def test_doctor_finds_a_bridge_holding_a_foreign_address(site, bin_dir):
+    node, conf_dir, *_ = site
+    node.ip("addr", "add", "10.250.0.1/24", "dev", "cnitops0")
+    findings = doctor_findings(node, bin_dir, conf_dir)
+    assert [f["check"] for f in findings] == ["bridge-address"]
+    assert "10.250.0.1/24" in findings[0]["problem"] and "ip addr del" in findings[0]["fix"]
+
+
+def test_doctor_finds_ipv6_disabled(site, bin_dir):
+    node, conf_dir, *_ = site
+    node.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+    assert [f["check"] for f in doctor_findings(node, bin_dir, conf_dir)] == ["ipv6"]
+
+
+def test_doctor_finds_a_noexec_runtime_tmpdir(site, bin_dir, tmp_path):
+    node, conf_dir, *_ = site
+    mnt = tmp_path / "noexec"
+    mnt.mkdir()
+    script = f"mount -t tmpfs -o noexec,size=1m none {mnt} && TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"
+    findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
+    assert [f["check"] for f in findings] == ["runtime-tmpdir"]
+
+
+def test_doctor_finds_missing_firewall_tools(site, bin_dir, tmp_path):
+    node, conf_dir, *_ = site
+    # hide nft inside a private mount namespace: an empty file over the binary
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    script = f"mount --bind {empty} /usr/sbin/nft && chmod 0 {empty} && {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"
+    findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
+    assert [f["check"] for f in findings] == ["firewall-tools"] and "nft" in findings[0]["problem"]
