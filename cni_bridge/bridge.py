@@ -1,4 +1,5 @@
 """Host-side work: the shared bridge, its gateway addresses, and each pod's port."""
+import errno
 import logging
 import os
 import time
@@ -9,6 +10,7 @@ from common.errors import CNIError, Code
 from common.netlink import LinkExists, sysctl
 
 log = logging.getLogger(__name__)
+NET_ADDR_SET = 3  # /sys/class/net/*/addr_assign_type of a MAC given by user space
 PORT_UP_WAITS = (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0)  # seconds; the reference polls 0/50/500/1000/1000 ms
 
 
@@ -35,32 +37,71 @@ def random_mac() -> str:
 
 def ensure_bridge(nl, conf) -> netlink.Link:
     """Create the bridge, or verify that the existing device of that name is one."""
+    created = False
     try:
         # an explicit MAC keeps the bridge's address stable as ports come and go (cni#285)
         netlink.create_bridge(nl, conf.bridge, mtu=conf.mtu, mac=random_mac(), vlan_filtering=conf.vlan_filtering)
+        created = True
         log.info("created bridge %s", conf.bridge)
     except LinkExists:
-        pass  # created by an earlier or concurrent ADD
+        pass  # created by an earlier or concurrent ADD, or by an admin
     except netlink.NetlinkError as err:
-        raise err.cni(f"failed to create bridge {conf.bridge!r}") from None
+        hint = " (this kernel has no bridge VLAN filtering, needed by vlan and vlanTrunk)" if conf.vlan_filtering and err.errno == errno.EOPNOTSUPP else ""
+        raise CNIError(Code.KERNEL_REFUSED, f"failed to create bridge {conf.bridge!r}", err.strerror + hint) from None
     br = netlink.get_link(nl, conf.bridge)
     if br.kind != "bridge":
         raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"{conf.bridge!r} already exists but is not a bridge", f"it is a {br.kind or 'physical'} device")
-    if conf.promisc_mode and not br.promisc:
-        netlink.set_link(nl, br.index, promisc=True)
+    if not created:
+        _pin_mac(nl, br)
     accept_ra_off(conf.bridge)
-    if not br.up:
-        netlink.set_link(nl, br.index, up=True)
+    try:
+        if conf.promisc_mode and not br.promisc:
+            netlink.set_link(nl, br.index, promisc=True)
+        if not br.up:
+            netlink.set_link(nl, br.index, up=True)
+    except netlink.NetlinkError as err:
+        raise err.cni(f"failed to set up bridge {conf.bridge!r}") from None
     return netlink.get_link(nl, index=br.index)
+
+
+def _pin_mac(nl, br: netlink.Link) -> None:
+    """Give a bridge made by someone else a set MAC, as ours get at creation.
+
+    An unset one follows the lowest port MAC, and becomes 00:00:00:00:00:00
+    when the last port leaves: a pod's DEL, or a failed ADD's rollback, would
+    change it for good.  The reference pins it only when it adds a gateway.
+    Whether it is set shows only in sysfs; a sysfs of another namespace (the
+    ifindex differs) leaves the bridge as it is.
+    """
+    base = f"/sys/class/net/{br.name}/"
+    try:
+        with open(base + "addr_assign_type") as f:
+            assign = int(f.read())
+        with open(base + "ifindex") as f:
+            index = int(f.read())
+    except (OSError, ValueError):
+        return
+    if index != br.index or assign == NET_ADDR_SET:
+        return
+    mac = br.mac if br.mac.strip("0:") else random_mac()
+    try:
+        netlink.set_link(nl, br.index, mac=mac)
+    except netlink.NetlinkError as err:
+        raise err.cni(f"cannot set the MAC of bridge {br.name!r}") from None
+    log.info("pinned the MAC of bridge %s at %s", br.name, mac)
 
 
 def attach_port(nl, br: netlink.Link, veth: netlink.Link, conf) -> None:
     """Enslave the host veth with the configured port flags and VLANs, and bring it up."""
     accept_ra_off(veth.name)
-    netlink.set_link(nl, veth.index, master=br.index)
-    netlink.set_brport(nl, veth.index, hairpin=conf.hairpin_mode, isolated=conf.port_isolation)
-    _program_vlans(nl, veth.index, conf)
-    netlink.set_link(nl, veth.index, up=True)
+    try:
+        netlink.set_link(nl, veth.index, master=br.index)
+        netlink.set_brport(nl, veth.index, hairpin=conf.hairpin_mode, isolated=conf.port_isolation)
+        # an existing bridge can be asked for VLANs on a kernel without VLAN filtering: a refusal, not a bug
+        _program_vlans(nl, veth.index, conf)
+        netlink.set_link(nl, veth.index, up=True)
+    except netlink.NetlinkError as err:
+        raise err.cni(f"failed to attach {veth.name} to bridge {br.name!r}") from None
 
 
 def port_vlan_plan(current: list[tuple[int, int]], conf) -> tuple[list[int], list[tuple[int, bool]]]:

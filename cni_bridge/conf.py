@@ -193,3 +193,11 @@ def _data_dir(top: Obj) -> str:
     if not path.startswith("/") or ".." in path.split("/") or "\0" in path:
         raise CNIError(Code.INVALID_CONFIG, "invalid dataDir", f"{path!r} must be an absolute path without '..'")
     return os.path.normpath(path)
+
+
+def data_dir_of(config: dict) -> str | None:
+    """The dataDir of a config that may not load as a whole (a DEL after an upgrade); None if it is the broken part."""
+    try:
+        return _data_dir(Obj(config))
+    except CNIError:
+        return None

@@ -7,7 +7,8 @@ DEL forgives: whatever is already gone counts as done, and nothing it needs
 comes from the container's namespace.
 """
 import logging
-from contextlib import ExitStack
+import signal
+from contextlib import ExitStack, contextmanager
 from ipaddress import ip_interface
 
 from common import invoke, netlink, skel
@@ -15,7 +16,7 @@ from common.config import valid_attachments
 from common.errors import CNIError, Code
 from common.types import Interface, IPConfig, Result, Route, default_route
 from cni_bridge import bridge, container, masq, spoofcheck
-from cni_bridge.conf import BridgeConf
+from cni_bridge.conf import BridgeConf, data_dir_of
 from cni_bridge.state import Records
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,28 @@ def _quietly(fn, *args) -> None:
         fn(*args)
     except Exception as err:  # rollback must go on; the ADD's own error is what gets reported
         log.warning("rollback: %s failed: %s", getattr(fn, "__name__", fn), err)
+
+
+@contextmanager
+def _transaction():
+    """An ExitStack whose unwinding no signal can cut short.
+
+    The first SIGTERM turns into the exception that starts the rollback; a
+    second one arriving during it would otherwise kill the undo step under
+    way (an IPAM DEL half done leaks the address).  Later signals are noted
+    and dropped: the command fails with code 11 all the same.
+    """
+    with ExitStack() as undo:
+        try:
+            yield undo
+        except BaseException:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, _deferred)
+            raise
+
+
+def _deferred(signum, frame) -> None:
+    log.warning("signal %d during rollback: finishing the rollback first", signum)
 
 
 def _check_tools(conf: BridgeConf) -> None:
@@ -50,7 +73,7 @@ def add(args: skel.CmdArgs) -> Result:
     if conf.mac_spoof_check:
         spoofcheck.validate(args.container_id, args.ifname)
     records = Records(conf.data_dir, conf.name)
-    with netlink.host() as host, netlink.inside(args.netns) as cont, ExitStack() as undo:
+    with netlink.host() as host, netlink.inside(args.netns) as cont, _transaction() as undo:
         if netlink.find_link(cont, args.ifname) is not None:
             raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"container veth name provided ({args.ifname}) already exists", f"in {args.netns_path}")
         br = bridge.ensure_bridge(host, conf)
@@ -205,17 +228,29 @@ def _delete_container_link(host, cont, args, record) -> None:
 
 
 def _delete_without_config(args, err: CNIError) -> None:
-    """A config that no longer parses: undo what can be identified, and release the address if we can."""
+    """A config that no longer parses: undo what the container ID and ifname identify, and release the address.
+
+    Succeeds only if everything was undone; an ipam section whose plugin
+    cannot be named means the address cannot be released, so DEL fails.
+    """
     ipam = args.config.get("ipam")
     ipam_type = ipam.get("type") if type(ipam) is dict else None
+    data_dir = data_dir_of(args.config)
+    records = Records(data_dir, args.config["name"]) if data_dir else None
+    record = records.read(args.container_id, args.ifname) if records else None
     errors: list[str] = []
+    _step(errors, "deleting the interface", _delete_links, args, record)
     _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
+    _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
     if type(ipam_type) is str and ipam_type:
         _step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
-        if not errors:
-            log.warning("DEL with an invalid config (%s): rules and address released", err)
-            return
-    raise CNIError(err.code, err.msg, "; ".join([err.details] + errors).strip("; "))
+    elif ipam:
+        errors.append("releasing the address: no IPAM plugin named")
+    if errors:
+        raise CNIError(err.code, err.msg, "; ".join([err.details] + errors).strip("; "))
+    if records:
+        records.remove(args.container_id, args.ifname)
+    log.warning("DEL with an invalid config (%s): interface, rules and address released", err)
 
 
 # --- CHECK, GC, STATUS -------------------------------------------------------
@@ -239,11 +274,13 @@ def gc(args: skel.CmdArgs) -> None:
         for record in records.all():
             if (record.container_id, record.ifname) in valid:
                 continue
+            failed = len(errors)
             link = netlink.find_link(host, record.host_veth) if record.host_veth else None
             if link is not None and link.kind == "veth":
                 _step(errors, f"deleting {record.host_veth}", netlink.delete_link, host, None, link.index)
             _step(errors, "removing macspoofchk rules", spoofcheck.teardown, record.container_id, record.ifname)
-            records.remove(record.container_id, record.ifname)
+            if len(errors) == failed:  # else keep it: the next GC still knows what to remove
+                records.remove(record.container_id, record.ifname)
     _step(errors, "removing masquerade rules", masq.collect, conf.name, valid)
     if conf.layer3:
         _step(errors, "IPAM GC", invoke.delegate, "GC", conf.ipam_type, args)
