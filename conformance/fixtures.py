@@ -39,6 +39,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("cni conformance")
     group.addoption("--bin-dir", action="append", default=[], help="plugin directory under test (repeatable)")
     group.addoption("--reference-dir", default="/usr/lib/cni", help="the reference plugins (oracle, chaining)")
+    group.addoption("--podman-record", default="", help="write the CNI calls podman made (env, stdin) to this JSON file")
 
 
 def pytest_generate_tests(metafunc):

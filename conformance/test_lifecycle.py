@@ -163,3 +163,44 @@ def test_bridge_del_with_the_netns_gone_removes_masquerade_rules(plugins, node, 
     assert firewall_mentions(node, ip, CID) == [], "DEL removed every rule of the container without its netns"
     assert allocations(data_dir, conf["name"]) == {}
     assert eventually(lambda: [l for l in link_names(node) if l.startswith("veth")] == [])
+
+
+def run_with_env(binary, command, conf, node, env):
+    """Run a plugin with exactly `env` (nothing inherited), inside the node."""
+    import json
+    import subprocess
+
+    from conformance.netenv import Outcome
+
+    argv = ["ip", "netns", "exec", node.name, "/usr/bin/env", "-i", *[f"{k}={v}" for k, v in env.items()], binary]
+    proc = subprocess.run(argv, input=json.dumps(conf).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("kind", ["host-local", "bridge"])
+def test_del_with_conmons_minimal_environment(kind, plugins, node, netns, data_dir):
+    """podman's DEL mostly comes from conmon's cleanup process: PATH, HOME, TMPDIR and the CNI variables, nothing else."""
+    binary = plugins.path(kind)
+    c = netns("c")
+    conf = config(kind, "1.0.0", data_dir=data_dir, **({"ipMasq": True} if kind == "bridge" else {}))
+    result = add(plugins, kind, conf, node, c.path)
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TMPDIR": "/var/tmp", "PWD": "/",
+           "CNI_COMMAND": "DEL", "CNI_CONTAINERID": CID, "CNI_NETNS": c.path, "CNI_IFNAME": "eth0", "CNI_PATH": plugins.dir,
+           "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=x"}
+    assert_silent_ok(run_with_env(binary, "DEL", dict(conf, prevResult=result), node, env))
+    assert allocations(data_dir, conf["name"]) == {}
+    assert firewall_mentions(node, *host_ips(result), CID) == []
+
+
+@pytest.mark.parametrize("kind", ["host-local", pytest.param("bridge", marks=pytest.mark.deliberate(
+    "the reference bridge finds iptables through PATH and fails DEL without it"))])
+def test_del_with_an_empty_environment(kind, plugins, node, netns, data_dir):
+    """Only the CNI variables: no PATH, no HOME (self-contained plugins and wrappers with absolute paths)."""
+    binary = plugins.path(kind)
+    c = netns("c")
+    conf = config(kind, "1.0.0", data_dir=data_dir, **({"ipMasq": True} if kind == "bridge" else {}))
+    result = add(plugins, kind, conf, node, c.path)
+    env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": CID, "CNI_NETNS": c.path, "CNI_IFNAME": "eth0", "CNI_PATH": plugins.dir}
+    assert_silent_ok(run_with_env(binary, "DEL", dict(conf, prevResult=result), node, env))
+    assert allocations(data_dir, conf["name"]) == {}
+    assert firewall_mentions(node, *host_ips(result), CID) == []
