@@ -13,7 +13,7 @@ from cni_bridge.tests.bridgeenv import (
     IFNAME, addresses, allocations, any_masquerade, config, ipt_chain, ipt_nat, links, masq_rules, ping, records, settle, veths,
     with_prev,
 )
-from conformance.netenv import Netns, run_plugin
+from conformance.netenv import run_plugin
 
 pytestmark = pytest.mark.root
 
@@ -80,17 +80,24 @@ def test_two_pods_add_ping_check_del_twice(backend, bench, tmp_path):
 
 
 def test_check_fails_when_the_attachment_changed(bench, tmp_path):
-    """CHECK is not vacuous: a missing masquerade rule or a missing address is reported (107)."""
+    """CHECK is not vacuous: a missing address, then a missing masquerade rule, is reported (107)."""
     conf = dual_stack(tmp_path, {})
     pod = bench.container()
     result = bench.add(conf, pod)
-    assert bench.run("CHECK", with_prev(conf, result), pod).ok
+    check = with_prev(conf, result)
+    assert bench.run("CHECK", check, pod).ok
+    v4 = ips_of(result)[0]
+    pod.ip("addr", "del", v4, "dev", IFNAME)
+    out = bench.run("CHECK", check, pod)
+    assert out.rc == 1 and out.json["code"] == 107 and v4 in out.json["msg"], out
+    pod.ip("addr", "add", v4, "dev", IFNAME)
+    out = bench.run("CHECK", check, pod)
+    assert out.rc == 1 and "Route 0.0.0.0/0" in out.json["msg"], out  # the default route went with the address
+    pod.ip("route", "add", "default", "via", "10.91.0.1")
+    assert bench.run("CHECK", check, pod).ok
     bench.node.exec("nft", "flush", "chain", "inet", "cni_plugins_masquerade", "masq_checks")
-    out = bench.run("CHECK", with_prev(conf, result), pod)
-    assert out.rc == 1 and out.json["code"] == 107, out
-    pod.ip("addr", "del", ips_of(result)[0], "dev", IFNAME)
-    out = bench.run("CHECK", with_prev(conf, result), pod)
-    assert out.rc == 1 and out.json["code"] == 107, out
+    out = bench.run("CHECK", check, pod)
+    assert out.rc == 1 and out.json["code"] == 107 and "masquerade" in out.json["msg"], out
 
 
 # --- DEL when the runtime has lost the container ------------------------------

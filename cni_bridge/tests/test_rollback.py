@@ -15,8 +15,10 @@ import time
 import pytest
 
 from cni_bridge.tests.bridgeenv import (
-    IFNAME, alive, allocations, difference, ipt_chain, ipt_nat, calls, config, fake_ipam, links, masq_rules, nft_ruleset, records, start_plugin, veths, wait_carrier,
+    IFNAME, alive, allocations, calls, config, difference, fake_ipam, ipt_chain, ipt_nat, links, masq_rules, nft_ruleset, records,
+    start_plugin, veths, wait_carrier,
 )
+from conformance.netenv import Outcome
 
 pytestmark = pytest.mark.root
 
@@ -100,10 +102,34 @@ def test_ipam_failure_rolls_back_and_releases(case, bench, tmp_path):
     assert calls(log) == [("ADD", "c1"), ("DEL", "c1")]
 
 
+def wait_until(condition, proc, what: str) -> None:
+    """Poll for a step of the running plugin; a liveness bound, not a timing assertion."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert proc.poll() is None and time.monotonic() < deadline, f"the plugin never reached {what}"
+        time.sleep(0.02)
+
+
+def finish(proc) -> Outcome:
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Outcome(proc.returncode, stdout, stderr)
+
+
+def hanging_ipam(env, other_body: str = "exit 0"):
+    """A fake IPAM whose ADD never returns; the PID of its child says when ADD is under way."""
+    pids = env.fakes / "sleep.pid"
+    log = fake_ipam(env.fakes, FAKE, f"sleep 300 & echo $! > {pids}; wait", other_body)
+    return log, pids, lambda: pids.exists() and pids.read_text().strip() != ""
+
+
 def test_hung_ipam_is_killed_with_its_process_group(bench, tmp_path):
     env = Witnessed(bench, tmp_path, base(tmp_path, ipMasq=True, macspoofchk=True))
-    pids = env.fakes / "sleep.pid"
-    log = fake_ipam(env.fakes, FAKE, f"sleep 300 & echo $! > {pids}; wait")
+    log, pids, _ = hanging_ipam(env)
     before = env.snapshot()
     out = bench.run("ADD", fake_conf(tmp_path), env.pod, "c1", path=str(env.fakes), env={"CNI_DELEGATE_TIMEOUT": "2"})
     env.assert_rolled_back(out, 11, before)
@@ -115,27 +141,30 @@ def test_hung_ipam_is_killed_with_its_process_group(bench, tmp_path):
 
 def test_sigterm_during_add_rolls_back_with_code_11(bench, tmp_path):
     env = Witnessed(bench, tmp_path, base(tmp_path, ipMasq=True, macspoofchk=True))
-    pids = env.fakes / "sleep.pid"
-    log = fake_ipam(env.fakes, FAKE, f"sleep 300 & echo $! > {pids}; wait")
+    log, pids, in_ipam_add = hanging_ipam(env)
     before = env.snapshot()
     proc = start_plugin(bench, "ADD", fake_conf(tmp_path), env.pod, "c1", str(env.fakes))
-    try:
-        deadline = time.monotonic() + 30
-        while not (calls(log) and pids.exists() and pids.read_text().strip()):  # the plugin is now inside ADD, waiting on IPAM
-            assert proc.poll() is None and time.monotonic() < deadline, "the plugin never reached IPAM"
-            time.sleep(0.05)
-        assert veths(bench.node) != env.witness_veths  # not vacuous: the veth exists when the signal lands
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    from conformance.netenv import Outcome
-
-    env.assert_rolled_back(Outcome(proc.returncode, stdout, stderr), 11, before)
+    wait_until(in_ipam_add, proc, "IPAM ADD")
+    assert veths(bench.node) != env.witness_veths  # not vacuous: the veth exists when the signal lands
+    proc.send_signal(signal.SIGTERM)
+    env.assert_rolled_back(finish(proc), 11, before)
     assert calls(log) == [("ADD", "c1"), ("DEL", "c1")]
     assert not alive(int(open(log).readline().split()[2])) and not alive(int(pids.read_text()))
+
+
+def test_a_second_signal_does_not_cut_the_rollback_short(bench, tmp_path):
+    """A runtime may signal again while ADD unwinds: the IPAM DEL under way must still run to its end."""
+    env = Witnessed(bench, tmp_path, base(tmp_path, ipMasq=True, macspoofchk=True))
+    released = env.fakes / "released"
+    log, _, in_ipam_add = hanging_ipam(env, f"sleep 1; touch {released}; exit 0")
+    before = env.snapshot()
+    proc = start_plugin(bench, "ADD", fake_conf(tmp_path), env.pod, "c1", str(env.fakes))
+    wait_until(in_ipam_add, proc, "IPAM ADD")
+    proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: ("DEL", "c1") in calls(log), proc, "the IPAM DEL of its rollback")
+    proc.send_signal(signal.SIGTERM)
+    env.assert_rolled_back(finish(proc), 11, before)
+    assert released.exists(), "the IPAM DEL was killed half-way: its address would leak"
 
 
 # --- failures after a real allocation -----------------------------------------------
@@ -216,28 +245,3 @@ def test_existing_ifname_in_the_container_is_refused_before_anything_is_created(
     assert BRIDGE not in links(bench.node)
     assert bench.snapshot(pod) == before
     assert not os.path.exists(tmp_path / "ipam") and not os.path.exists(tmp_path / "bridge")
-
-
-def test_a_second_signal_does_not_cut_the_rollback_short(bench, tmp_path):
-    """A runtime may signal again while ADD unwinds: the IPAM DEL under way must still run to its end."""
-    env = Witnessed(bench, tmp_path, base(tmp_path, ipMasq=True, macspoofchk=True))
-    pids, released = env.fakes / "sleep.pid", env.fakes / "released"
-    log = fake_ipam(env.fakes, FAKE, f"sleep 300 & echo $! > {pids}; wait", f"sleep 1; touch {released}; exit 0")
-    before = env.snapshot()
-    proc = start_plugin(bench, "ADD", fake_conf(tmp_path), env.pod, "c1", str(env.fakes))
-    try:
-        for step in (("ADD", "c1"), ("DEL", "c1")):  # the first signal during IPAM ADD, the second during the undoing DEL
-            deadline = time.monotonic() + 30
-            while step not in calls(log) or (step[0] == "ADD" and not (pids.exists() and pids.read_text().strip())):
-                assert proc.poll() is None and time.monotonic() < deadline, f"the plugin never reached IPAM {step[0]}"
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    from conformance.netenv import Outcome
-
-    env.assert_rolled_back(Outcome(proc.returncode, stdout, stderr), 11, before)
-    assert released.exists(), "the IPAM DEL was killed half-way: its address would leak"
