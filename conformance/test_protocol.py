@@ -117,3 +117,85 @@ def test_del_of_something_never_added_succeeds_silently(plugin, container, tmp_p
     out = run_plugin(binary, "DEL", config(name, data_dir=str(tmp_path)), node=node, netns=container, container_id="never", path=os.path.dirname(binary))
     assert out.rc == 0, out
     assert out.stdout.strip() == b""
+
+
+def test_missing_env_names_every_missing_variable(plugin, container):
+    name, binary = plugin
+    doc = assert_error(run_plugin(binary, "ADD", config(name), netns="", container_id="", ifname=""), 4)
+    text = doc["msg"] + doc.get("details", "")
+    for var in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"):
+        assert var in text, doc
+
+
+def test_missing_cni_version_means_0_1_0(plugins, container, tmp_path, node):
+    """A config without cniVersion is a 0.1.0 config: the result has the 0.1.0 shape (ip4)."""
+    binary = plugins.path("host-local")
+    conf = config("host-local", data_dir=str(tmp_path))
+    del conf["cniVersion"]
+    out = run_plugin(binary, "ADD", conf, node=node, netns=container, container_id="nover")
+    assert out.rc == 0, out
+    doc = out.json
+    assert doc.get("cniVersion") in ("0.1.0", "", None) and "ip4" in doc and "ips" not in doc, doc
+    assert run_plugin(binary, "DEL", conf, node=node, netns=container, container_id="nover").rc == 0
+
+
+@pytest.mark.parametrize("extra", [{"frobnicate": {"x": 1}}, {"capabilities": {"portMappings": True, "ips": True}},
+                                   {"args": {"cni": {"labels": [{"key": "a", "value": "b"}]}}}, {"dns": {"nameservers": ["192.0.2.53"]}}],
+                         ids=["unknown-key", "capabilities", "args", "dns"])
+def test_tolerated_config_keys(plugin, extra, container, tmp_path, node):
+    """Unknown keys, a `capabilities` key left in by libcni, `args` a plugin does not know, well-known keys."""
+    name, binary = plugin
+    if name == "vxlan":
+        from conformance.helpers import prepare_node
+
+        prepare_node(name, node)
+    conf = config(name, data_dir=str(tmp_path), **extra)
+    out = run_plugin(binary, "ADD", conf, node=node, netns=container, container_id="keys1")
+    assert out.rc == 0, out
+    out = run_plugin(binary, "DEL", dict(conf, prevResult=out.json), node=node, netns=container, container_id="keys1")
+    assert out.rc == 0 and out.stdout.strip() == b"", out
+
+
+def test_kubernetes_cni_args_are_accepted(plugin, container, tmp_path, node):
+    name, binary = plugin
+    if name == "vxlan":
+        from conformance.helpers import prepare_node
+
+        prepare_node(name, node)
+    args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-1;K8S_POD_INFRA_CONTAINER_ID=kargs1;K8S_POD_UID=42"
+    conf = config(name, data_dir=str(tmp_path))
+    out = run_plugin(binary, "ADD", conf, node=node, netns=container, container_id="kargs1", args=args)
+    assert out.rc == 0, out
+    out = run_plugin(binary, "DEL", dict(conf, prevResult=out.json), node=node, netns=container, container_id="kargs1", args=args)
+    assert out.rc == 0, out
+
+
+def test_l2_bridge_result(plugins, container, tmp_path, node):
+    """A bridge without IPAM: 1.0.0 results have interfaces and no ips; 0.2.0 cannot express that (an error)."""
+    binary = plugins.path("bridge")
+    conf = config("bridge", "1.0.0", data_dir=str(tmp_path))
+    del conf["ipam"]
+    conf["isGateway"] = False
+    out = run_plugin(binary, "ADD", conf, node=node, netns=container, container_id="l2one")
+    assert out.rc == 0, out
+    doc = out.json
+    assert not doc.get("ips") and any(i["name"] == "eth0" and i.get("sandbox") == container for i in doc["interfaces"]), doc
+    assert run_plugin(binary, "DEL", dict(conf, prevResult=doc), node=node, netns=container, container_id="l2one").rc == 0
+    old = dict(conf, cniVersion="0.2.0")
+    assert_error(run_plugin(binary, "ADD", old, node=node, netns=container, container_id="l2two"))
+    assert run_plugin(binary, "DEL", old, node=node, netns=container, container_id="l2two").rc == 0
+
+
+def test_result_is_one_json_document(plugin, container, tmp_path, node):
+    name, binary = plugin
+    if name == "vxlan":
+        from conformance.helpers import prepare_node
+
+        prepare_node(name, node)
+    conf = config(name, data_dir=str(tmp_path))
+    out = run_plugin(binary, "ADD", conf, node=node, netns=container, container_id="onedoc")
+    assert out.rc == 0, out
+    text = out.stdout.decode().strip()
+    doc, end = json.JSONDecoder().raw_decode(text)
+    assert text[end:].strip() == "" and doc["cniVersion"] == conf["cniVersion"]
+    assert run_plugin(binary, "DEL", dict(conf, prevResult=doc), node=node, netns=container, container_id="onedoc").rc == 0
