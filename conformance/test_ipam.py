@@ -116,3 +116,43 @@ def test_requested_address(plugins, node, netns, data_dir):
     assert out.json["ips"][0]["address"] == "10.77.0.42/24"
     assert_cni_error(run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id="req2"))
     assert allocations(data_dir, conf["name"]) == {"10.77.0.42": "req1"}
+
+
+def test_second_add_of_the_same_attachment_fails(plugins, node, netns, data_dir):
+    """SPEC: no second ADD for one (container, ifname) without a DEL; host-local refuses a duplicate and keeps the first."""
+    binary = plugins.path("host-local")
+    conf = config("host-local", "1.0.0", data_dir=data_dir)
+    c = netns("c")
+    first = run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id="dup1")
+    assert_ok(first)
+    assert_cni_error(run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id="dup1"))
+    assert allocations(data_dir, conf["name"]) == {host_ips(first.json)[0]: "dup1"}
+    other_if = run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id="dup1", ifname="net1")
+    assert_ok(other_if, "the same container on another interface")
+    for ifname in ("eth0", "net1"):
+        assert_silent_ok(run_plugin(binary, "DEL", conf, node=node, netns=c.path, container_id="dup1", ifname=ifname))
+    assert allocations(data_dir, conf["name"]) == {}
+
+
+@pytest.mark.parametrize("subnet,free", [("10.77.0.0/30", ["10.77.0.2"]), ("fd77::/126", ["fd77::2", "fd77::3"])])
+def test_network_broadcast_and_gateway_are_never_allocated(subnet, free, plugins, node, netns, data_dir):
+    """The gateway (first host) and the IPv4 broadcast address are never handed out; IPv6 has no broadcast."""
+    binary = plugins.path("host-local")
+    conf = config("host-local", "1.0.0", data_dir=data_dir)
+    conf["ipam"]["subnet"] = subnet
+    c = netns("c")
+    got = []
+    for i in range(len(free)):
+        out = run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id=f"bc{i}")
+        assert_ok(out)
+        got += host_ips(out.json)
+    assert sorted(got) == sorted(free)
+    assert_cni_error(run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id="bcx"))
+
+
+def test_requesting_the_gateway_fails(plugins, node, netns, data_dir):
+    binary = plugins.path("host-local")
+    conf = config("host-local", "1.0.0", data_dir=data_dir, capabilities={"ips": True}, runtimeConfig={"ips": ["10.77.0.1/24"]})
+    c = netns("c")
+    assert_cni_error(run_plugin(binary, "ADD", conf, node=node, netns=c.path, container_id="gw1"))
+    assert allocations(data_dir, conf["name"]) == {}

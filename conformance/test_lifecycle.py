@@ -204,3 +204,37 @@ def test_del_with_an_empty_environment(kind, plugins, node, netns, data_dir):
     assert_silent_ok(run_with_env(binary, "DEL", dict(conf, prevResult=result), node, env))
     assert allocations(data_dir, conf["name"]) == {}
     assert firewall_mentions(node, *host_ips(result), CID) == []
+
+
+@pytest.mark.deliberate("README: on DEL, a CNI_NETNS path that is not a namespace counts as gone (the reference fails, cri-o#438)")
+def test_del_with_a_netns_path_that_is_not_a_namespace(plugins, node, netns, data_dir, tmp_path):
+    plugins.path("bridge")
+    c = netns("c")
+    conf = config("bridge", "1.0.0", data_dir=data_dir)
+    result = add(plugins, "bridge", conf, node, c.path)
+    stale = tmp_path / "stale-netns"
+    stale.write_text("")
+    assert_silent_ok(run(plugins, "bridge", "DEL", dict(conf, prevResult=result), node, str(stale)))
+    assert allocations(data_dir, conf["name"]) == {}
+
+
+@pytest.mark.deliberate("README: CNI_NETNS naming the plugin's own namespace is refused before any work (the reference acts, then fails with 8)")
+def test_add_into_the_plugins_own_namespace_is_refused_cleanly(plugins, node, data_dir):
+    plugins.path("bridge")
+    conf = config("bridge", "1.0.0", data_dir=data_dir)
+    before = link_names(node)
+    assert_cni_error(run(plugins, "bridge", "ADD", conf, node, node.path), 4)
+    assert link_names(node) == before, "nothing was created on the node"
+    assert allocations(data_dir, conf["name"]) == {}
+
+
+@pytest.mark.deliberate("the reference bridge CHECKs an empty IPAM type and fails in L2 mode (plugins#987)")
+def test_l2_bridge_check(plugins, node, netns, data_dir):
+    plugins.path("bridge")
+    c = netns("c")
+    conf = config("bridge", "1.0.0", data_dir=data_dir, isGateway=False)
+    del conf["ipam"]
+    result = add(plugins, "bridge", conf, node, c.path)
+    assert_silent_ok(run(plugins, "bridge", "CHECK", dict(conf, prevResult=result), node, c.path))
+    assert_silent_ok(run(plugins, "bridge", "DEL", dict(conf, prevResult=result), node, c.path))
+    assert not has_link(c, "eth0")

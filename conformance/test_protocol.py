@@ -23,6 +23,11 @@ def assert_error(outcome, code=None):
     return doc
 
 
+def run_node(node, binary, command, conf, **kw):
+    """Run a plugin inside the node namespace (never the machine's own, even if a refusal test goes wrong)."""
+    return run_plugin(binary, command, conf, node=node, **kw)
+
+
 @pytest.fixture(params=PLUGIN_TYPES)
 def plugin(request, plugins):
     return request.param, plugins.path(request.param)
@@ -47,65 +52,65 @@ def test_version_needs_no_other_environment(plugin):
 
 
 @pytest.mark.parametrize("missing,param", [("CNI_CONTAINERID", "container_id"), ("CNI_IFNAME", "ifname"), ("CNI_NETNS", "netns")])
-def test_missing_required_env_is_code_4(plugin, missing, param, container):
+def test_missing_required_env_is_code_4(plugin, missing, param, container, node, data_dir):
     name, binary = plugin
     kw = {"netns": container, "container_id": "c1", "ifname": "eth0", param: ""}
-    doc = assert_error(run_plugin(binary, "ADD", config(name), **kw), 4)
+    doc = assert_error(run_node(node, binary, "ADD", config(name, data_dir=data_dir), **kw), 4)
     assert missing in doc["msg"] + doc.get("details", "")
 
 
 @pytest.mark.parametrize("ifname", ["a" * 16, ".", "..", "a/b", "a:b", "a b"])
-def test_invalid_ifname_is_code_4(plugin, ifname, container):
+def test_invalid_ifname_is_code_4(plugin, ifname, container, node, data_dir):
     name, binary = plugin
-    assert_error(run_plugin(binary, "ADD", config(name), netns=container, container_id="c1", ifname=ifname), 4)
+    assert_error(run_node(node, binary, "ADD", config(name, data_dir=data_dir), netns=container, container_id="c1", ifname=ifname), 4)
 
 
 @pytest.mark.parametrize("cid", ["../x", "a/b", "a b", "-x"])
-def test_invalid_container_id_is_code_4(plugin, cid, container):
+def test_invalid_container_id_is_code_4(plugin, cid, container, node, data_dir):
     name, binary = plugin
-    assert_error(run_plugin(binary, "ADD", config(name), netns=container, container_id=cid), 4)
+    assert_error(run_node(node, binary, "ADD", config(name, data_dir=data_dir), netns=container, container_id=cid), 4)
 
 
-def test_unknown_command_is_code_4(plugin, container):
+def test_unknown_command_is_code_4(plugin, container, node, data_dir):
     name, binary = plugin
-    assert_error(run_plugin(binary, "FROB", config(name), netns=container, container_id="c1"), 4)
+    assert_error(run_node(node, binary, "FROB", config(name, data_dir=data_dir), netns=container, container_id="c1"), 4)
 
 
 @pytest.mark.parametrize("stdin", [b"", b"{", b"[1,2]", b'{"cniVersion":"1.0.0","name":'])
-def test_undecodable_config_is_code_6(plugin, stdin, container):
+def test_undecodable_config_is_code_6(plugin, stdin, container, node, data_dir):
     _, binary = plugin
-    assert_error(run_plugin(binary, "ADD", stdin, netns=container, container_id="c1"), 6)
+    assert_error(run_node(node, binary, "ADD", stdin, netns=container, container_id="c1"), 6)
 
 
 @pytest.mark.parametrize("version", ["9.9.9", "1.0"])
-def test_unsupported_version_is_code_1(plugin, version, container):
+def test_unsupported_version_is_code_1(plugin, version, container, node, data_dir):
     name, binary = plugin
-    assert_error(run_plugin(binary, "ADD", config(name, version), netns=container, container_id="c1"), 1)
+    assert_error(run_node(node, binary, "ADD", config(name, version, data_dir=data_dir), netns=container, container_id="c1"), 1)
 
 
 @pytest.mark.parametrize("net_name", ["", "../x", "a/b", "a b"])
-def test_invalid_network_name_is_code_7(plugin, net_name, container):
+def test_invalid_network_name_is_code_7(plugin, net_name, container, node, data_dir):
     name, binary = plugin
-    conf = config(name)
+    conf = config(name, data_dir=data_dir)
     conf["name"] = net_name
-    assert_error(run_plugin(binary, "ADD", conf, netns=container, container_id="c1"), 7)
+    assert_error(run_node(node, binary, "ADD", conf, netns=container, container_id="c1"), 7)
 
 
-def test_check_needs_0_4_0(plugin, container):
+def test_check_needs_0_4_0(plugin, container, node, data_dir):
     name, binary = plugin
-    assert_error(run_plugin(binary, "CHECK", config(name, "0.3.1"), netns=container, container_id="c1"), 1)
+    assert_error(run_node(node, binary, "CHECK", config(name, "0.3.1", data_dir=data_dir), netns=container, container_id="c1"), 1)
 
 
 @pytest.mark.parametrize("command", ["GC", "STATUS"])
-def test_gc_and_status_need_1_1_0(plugin, plugins, command):
+def test_gc_and_status_need_1_1_0(plugin, plugins, command, node, data_dir):
     name, binary = plugin
     plugins.need_version(name, "1.1.0")
-    assert_error(run_plugin(binary, command, config(name, "1.0.0"), container_id=""), 1)
+    assert_error(run_node(node, binary, command, config(name, "1.0.0", data_dir=data_dir), container_id=""), 1)
 
 
-def test_errors_are_one_json_document_on_stdout(plugin, container):
+def test_errors_are_one_json_document_on_stdout(plugin, container, node, data_dir):
     name, binary = plugin
-    out = run_plugin(binary, "ADD", b"{", netns=container, container_id="c1")
+    out = run_node(node, binary, "ADD", b"{", netns=container, container_id="c1")
     text = out.stdout.decode()
     decoder = json.JSONDecoder()
     doc, end = decoder.raw_decode(text.strip())
@@ -119,9 +124,9 @@ def test_del_of_something_never_added_succeeds_silently(plugin, container, tmp_p
     assert out.stdout.strip() == b""
 
 
-def test_missing_env_names_every_missing_variable(plugin, container):
+def test_missing_env_names_every_missing_variable(plugin, container, node, data_dir):
     name, binary = plugin
-    doc = assert_error(run_plugin(binary, "ADD", config(name), netns="", container_id="", ifname=""), 4)
+    doc = assert_error(run_node(node, binary, "ADD", config(name, data_dir=data_dir), netns="", container_id="", ifname=""), 4)
     text = doc["msg"] + doc.get("details", "")
     for var in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"):
         assert var in text, doc
