@@ -238,3 +238,27 @@ def test_l2_bridge_check(plugins, node, netns, data_dir):
     assert_silent_ok(run(plugins, "bridge", "CHECK", dict(conf, prevResult=result), node, c.path))
     assert_silent_ok(run(plugins, "bridge", "DEL", dict(conf, prevResult=result), node, c.path))
     assert not has_link(c, "eth0")
+
+
+def test_bridge_name_taken_by_another_device(plugins, node, netns, data_dir):
+    """A `bridge` name that names a non-bridge device is an error, and the failed ADD reserves nothing."""
+    plugins.path("bridge")
+    c = netns("c")
+    conf = config("bridge", "1.0.0", data_dir=data_dir)
+    node.ip("link", "add", conf["bridge"], "type", "veth", "peer", "name", "cnitpeer0")
+    assert_cni_error(run(plugins, "bridge", "ADD", conf, node, c.path))
+    assert allocations(data_dir, conf["name"]) == {}
+    assert not has_link(c, "eth0")
+    assert_silent_ok(run(plugins, "bridge", "DEL", conf, node, c.path))
+
+
+@pytest.mark.deliberate("the reference bridge creates the veth before asking its IPAM and leaves it behind when that fails (plugins#29)")
+def test_failed_add_leaves_nothing_behind(plugins, node, netns, data_dir):
+    plugins.path("bridge")
+    c = netns("c")
+    conf = config("bridge", "1.0.0", data_dir=data_dir)
+    conf["ipam"]["type"] = "no-such-ipam"
+    before = link_names(node)
+    assert_cni_error(run(plugins, "bridge", "ADD", conf, node, c.path))
+    assert link_names(c) == {"lo"}, "nothing in the container"
+    assert [l for l in link_names(node) - before if l.startswith("veth")] == [], "no host veth"

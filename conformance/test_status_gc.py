@@ -59,14 +59,17 @@ def test_status_forwards_to_the_ipam(plugins, node, data_dir, tmp_path):
     assert_cni_error(out)
 
 
-def test_status_reports_an_exhausted_range(plugins, node, netns, data_dir):
-    """SPEC STATUS: 'the plugin is not available' (50) when it cannot service ADD, e.g. its addresses are exhausted."""
-    plugins.path("host-local")
-    plugins.need_version("host-local", V)
-    conf = config("host-local", V, data_dir=data_dir)
+@pytest.mark.parametrize("kind", ["host-local", "bridge"])
+def test_status_reports_an_exhausted_range(kind, plugins, node, netns, data_dir):
+    """SPEC STATUS: 'the plugin is not available' (50) when it cannot service ADD, e.g. its addresses are exhausted;
+    a plugin that delegates to an IPAM passes the IPAM's STATUS on."""
+    plugins.path(kind)
+    plugins.need_version(kind, V)
+    conf = config(kind, V, data_dir=data_dir)
     conf["ipam"].update({"rangeStart": "10.77.0.10", "rangeEnd": "10.77.0.11"})
-    attach(plugins, "host-local", conf, node, netns, ["s1", "s2"])
-    out = run_plugin(plugins.path("host-local"), "STATUS", conf, node=node, container_id="", netns="", ifname="")
+    assert_silent_ok(run_plugin(plugins.path(kind), "STATUS", conf, node=node, container_id="", netns="", ifname=""))
+    attach(plugins, kind, conf, node, netns, ["s1", "s2"])
+    out = run_plugin(plugins.path(kind), "STATUS", conf, node=node, container_id="", netns="", ifname="")
     assert_cni_error(out, 50)
 
 
