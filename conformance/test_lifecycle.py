@@ -206,7 +206,7 @@ def test_del_with_an_empty_environment(kind, plugins, node, netns, data_dir):
     assert firewall_mentions(node, *host_ips(result), CID) == []
 
 
-@pytest.mark.deliberate("README: on DEL, a CNI_NETNS path that is not a namespace counts as gone (the reference fails, cri-o#438)")
+@pytest.mark.deliberate("on DEL, a CNI_NETNS path that is not a namespace counts as gone; the reference fails (cri-o#438)")
 def test_del_with_a_netns_path_that_is_not_a_namespace(plugins, node, netns, data_dir, tmp_path):
     plugins.path("bridge")
     c = netns("c")
@@ -218,7 +218,7 @@ def test_del_with_a_netns_path_that_is_not_a_namespace(plugins, node, netns, dat
     assert allocations(data_dir, conf["name"]) == {}
 
 
-@pytest.mark.deliberate("README: CNI_NETNS naming the plugin's own namespace is refused before any work (the reference acts, then fails with 8)")
+@pytest.mark.deliberate("CNI_NETNS naming the plugin's own namespace is refused before any work; the reference 1.1.1 goes ahead")
 def test_add_into_the_plugins_own_namespace_is_refused_cleanly(plugins, node, data_dir):
     plugins.path("bridge")
     conf = config("bridge", "1.0.0", data_dir=data_dir)
