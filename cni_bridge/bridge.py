@@ -168,9 +168,7 @@ def enable_forwarding(version: int) -> None:
 
 def ensure_vlan_gateway(nl, br: netlink.Link, conf) -> netlink.Link:
     """L3 with a VLAN: the gateway lives on <bridge>.<vlan>, a veth whose peer is a VLAN port."""
-    name = f"{br.name}.{conf.vlan}"
-    if len(name.encode()) > 15:
-        raise CNIError(Code.INVALID_CONFIG, "bridge name too long for a VLAN gateway", f"{name!r} exceeds 15 bytes")
+    name = f"{br.name}.{conf.vlan}"  # its length was checked with the config
     link = netlink.find_link(nl, name)
     if link is not None:
         return link

@@ -84,6 +84,9 @@ class BridgeConf:
             raise CNIError(Code.INVALID_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
         if conf.layer3 and conf.disable_container_interface:
             raise CNIError(Code.INVALID_CONFIG, "cannot use IPAM when DisableContainerInterface flag is set")
+        if conf.layer3 and conf.is_gateway and conf.vlan and len(f"{bridge}.{conf.vlan}".encode()) > 15:
+            # found here, not when the gateway is due: by then the bridge exists and IPAM has run
+            raise CNIError(Code.INVALID_CONFIG, "bridge name too long for a VLAN gateway", f"'{bridge}.{conf.vlan}' exceeds 15 bytes")
         return conf
 
 

@@ -46,6 +46,8 @@ CASES = {
     "bridge name of 16 bytes": (keys(bridge="cnitbad0bad0bad0"), "", 7),
     "bridge name of 17 bytes in 10 characters": (keys(bridge="cnitbäd€€€"), "", 7),
     "bridge name with %": (keys(bridge="cnit%d"), "", 7),
+    "bridge name too long for its VLAN gateway": (keys(bridge="cnitbad0bad0bad", vlan=100), "", 7),
+    "bridge name too long for its VLAN gateway in bytes, not characters": (keys(bridge="cnitää€", vlan=4094), "", 7),
     "bridge name with /": (keys(bridge="cnit/0"), "", 7),
     "ipam settings without a type": (without_ipam_type, "", 7),
     "hairpinMode and promiscMode": (keys(hairpinMode=True, promiscMode=True), "", 7),

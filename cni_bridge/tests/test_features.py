@@ -40,8 +40,8 @@ def test_port_isolation_sets_the_flag_and_separates_pods(isolated, bench, tmp_pa
     results = [bench.add(conf, pod, f"c{i}") for i, pod in enumerate(pods)]
     for result in results:
         assert port_flag(host_veth(bench, result), "isolated") is isolated
-    for pod, result in zip(pods, results):
-        assert bench.run("CHECK", {**conf, "prevResult": result}, pod, f"c{pods.index(pod)}").ok
+    for i, (pod, result) in enumerate(zip(pods, results)):
+        assert bench.run("CHECK", {**conf, "prevResult": result}, pod, f"c{i}").ok
     # isolated ports reach the bridge (the gateway) but not each other
     ping(pods[0], "10.96.0.1")
     other = results[1]["ips"][0]["address"].split("/")[0]

@@ -25,6 +25,10 @@ def dual_stack(tmp_path, backend: dict) -> dict:
                   isDefaultGateway=True, ipMasq=True, **backend)
 
 
+def spoofcheck_rules(node, cid: str) -> list[str]:
+    return [line for line in node.exec("nft", "list", "table", "bridge", "nat").splitlines() if f"macspoofchk-{cid}-{IFNAME}" in line]
+
+
 def ips_of(result: dict) -> list[str]:
     return sorted(ip["address"] for ip in result["ips"])
 
@@ -105,11 +109,11 @@ def test_check_fails_when_the_attachment_changed(bench, tmp_path):
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_del_after_the_netns_is_gone_cleans_everything(backend, bench, tmp_path):
-    conf = dual_stack(tmp_path, BACKENDS[backend])
+    conf = {**dual_stack(tmp_path, BACKENDS[backend]), "macspoofchk": True}
     gone, kept = bench.container(), bench.container()
     bench.add(conf, gone, "c1")
     bench.add(conf, kept, "c2")
-    assert masq_rules(bench.node, "life", "c1")
+    assert masq_rules(bench.node, "life", "c1") and spoofcheck_rules(bench.node, "c1")
     path = gone.path
     gone.close()  # ip netns del: the pair dies with the namespace
     assert not os.path.exists(path)
@@ -118,6 +122,7 @@ def test_del_after_the_netns_is_gone_cleans_everything(backend, bench, tmp_path)
         out = bench.run("DEL", conf, netns=path, cid="c1")
         assert out.ok, f"DEL #{attempt}: {out}"
     assert masq_rules(bench.node, "life", "c1") == []
+    assert spoofcheck_rules(bench.node, "c1") == [] and len(spoofcheck_rules(bench.node, "c2")) == 4
     assert len(masq_rules(bench.node, "life", "c2")) >= 2  # the other pod's rules stay
     assert [f for f in allocations(conf) if not f.startswith(".")] == sorted(["10.91.0.3", "2001:db8:91::3"])
     assert records(conf) == ["c2-eth0.json"]
@@ -126,17 +131,18 @@ def test_del_after_the_netns_is_gone_cleans_everything(backend, bench, tmp_path)
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_del_without_netns_cleans_everything(backend, bench, tmp_path):
-    conf = dual_stack(tmp_path, BACKENDS[backend])
+    conf = {**dual_stack(tmp_path, BACKENDS[backend]), "macspoofchk": True}
     pod, kept = bench.container(), bench.container()
     bench.add(conf, pod, "c1")
     bench.add(conf, kept, "c2")
     veth_c2 = set(veths(bench.node))
-    assert masq_rules(bench.node, "life", "c1")
+    assert masq_rules(bench.node, "life", "c1") and spoofcheck_rules(bench.node, "c1")
 
     for attempt in (1, 2):
         out = bench.run("DEL", conf, netns="", cid="c1")
         assert out.ok, f"DEL #{attempt}: {out}"
     assert masq_rules(bench.node, "life", "c1") == []
+    assert spoofcheck_rules(bench.node, "c1") == [] and len(spoofcheck_rules(bench.node, "c2")) == 4
     assert len(masq_rules(bench.node, "life", "c2")) >= 2
     assert [f for f in allocations(conf) if not f.startswith(".")] == sorted(["10.91.0.3", "2001:db8:91::3"])
     assert records(conf) == ["c2-eth0.json"]
