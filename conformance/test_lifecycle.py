@@ -262,3 +262,16 @@ def test_failed_add_leaves_nothing_behind(plugins, node, netns, data_dir):
     assert_cni_error(run(plugins, "bridge", "ADD", conf, node, c.path))
     assert link_names(c) == {"lo"}, "nothing in the container"
     assert [l for l in link_names(node) - before if l.startswith("veth")] == [], "no host veth"
+
+
+def test_check_tolerates_later_chained_changes(plugins, node, netns, data_dir):
+    """CHECK 'must allow for a later chained plugin to have modified networking resources, e.g. routes'."""
+    plugins.path("bridge")
+    c = netns("c")
+    conf = config("bridge", "1.0.0", data_dir=data_dir)
+    result = add(plugins, "bridge", conf, node, c.path)
+    c.ip("route", "add", "198.51.100.0/24", "via", "10.77.0.1", "dev", "eth0")
+    c.ip("link", "set", "eth0", "mtu", "1400")
+    c.exec("sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify")
+    assert_silent_ok(run(plugins, "bridge", "CHECK", dict(conf, prevResult=result), node, c.path))
+    assert_silent_ok(run(plugins, "bridge", "DEL", dict(conf, prevResult=result), node, c.path))

@@ -204,3 +204,27 @@ def test_result_is_one_json_document(plugin, container, tmp_path, node):
     doc, end = json.JSONDecoder().raw_decode(text)
     assert text[end:].strip() == "" and doc["cniVersion"] == conf["cniVersion"]
     assert run_plugin(binary, "DEL", dict(conf, prevResult=doc), node=node, netns=container, container_id="onedoc").rc == 0
+
+
+def test_version_without_stdin(plugin):
+    """Runtimes may send VERSION without a body; the plugin must not block or fail on it."""
+    _, binary = plugin
+    proc = subprocess.run([binary], stdin=subprocess.DEVNULL, env={"CNI_COMMAND": "VERSION"}, stdout=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["supportedVersions"]
+
+
+def test_prev_result_without_cni_version(plugin, container, tmp_path, node):
+    """libcni's fixup: a prevResult without cniVersion is read in the config's version (DEL and CHECK)."""
+    name, binary = plugin
+    if name == "vxlan":
+        from conformance.helpers import prepare_node
+
+        prepare_node(name, node)
+    conf = config(name, data_dir=str(tmp_path))
+    out = run_plugin(binary, "ADD", conf, node=node, netns=container, container_id="nocv")
+    assert out.rc == 0, out
+    prev = {k: v for k, v in out.json.items() if k != "cniVersion"}
+    check = run_plugin(binary, "CHECK", dict(conf, prevResult=prev), node=node, netns=container, container_id="nocv")
+    assert check.rc == 0 and check.stdout.strip() == b"", check
+    out = run_plugin(binary, "DEL", dict(conf, prevResult=prev), node=node, netns=container, container_id="nocv")
+    assert out.rc == 0 and out.stdout.strip() == b"", out

@@ -87,3 +87,28 @@ def test_bridge_result_names_host_and_container_interfaces(version, plugins, nod
     if vkey(version) >= (0, 4, 0):
         conf = dict(conf, prevResult=result)
     assert_silent_ok(run_plugin(plugins.path("bridge"), "DEL", conf, node=node, netns=c.path, container_id="ifs1"))
+
+
+ROUTES = [{"dst": "0.0.0.0/0"}, {"dst": "192.0.2.0/24", "gw": "10.77.0.254"}]
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.4.0", "1.0.0"])
+@pytest.mark.parametrize("kind", ["host-local", "bridge"])
+def test_ipam_routes_reach_the_result_and_the_container(kind, version, plugins, node, netns, data_dir):
+    plugins.need_version(kind, version)
+    c = netns("c")
+    conf = config(kind, version, data_dir=data_dir)
+    conf["ipam"]["routes"] = ROUTES
+    out = run_plugin(plugins.path(kind), "ADD", conf, node=node, netns=c.path, container_id="rt1")
+    assert_ok(out)
+    result = out.json
+    routes = result["ip4"].get("routes", []) if version == "0.2.0" else result.get("routes", [])
+    assert [(r["dst"], r.get("gw")) for r in routes] == [(r["dst"], r.get("gw")) for r in ROUTES], result
+    if kind == "bridge":
+        table = {(r["dst"], r.get("gateway")) for r in c.ipj("-4", "route", "show")}
+        assert ("default", "10.77.0.1") in table and ("192.0.2.0/24", "10.77.0.254") in table, table
+        if vkey(version) >= (0, 4, 0):
+            assert_silent_ok(run_plugin(plugins.path(kind), "CHECK", dict(conf, prevResult=result), node=node, netns=c.path, container_id="rt1"))
+    if vkey(version) >= (0, 4, 0):
+        conf = dict(conf, prevResult=result)
+    assert_silent_ok(run_plugin(plugins.path(kind), "DEL", conf, node=node, netns=c.path, container_id="rt1"))
