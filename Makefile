@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 PREFIX ?= /opt/cni
 DESTDIR ?=
+# make bench ITERATIONS=N (per measured command; default in bench/__main__.py), BENCH_ARGS=...
+ITERATIONS ?=
+BENCH_ARGS ?=
 
 .PHONY: deps test test-unit test-root demo build install bench stress conformance conformance-reference clean
 
@@ -12,7 +15,20 @@ deps:
 	@./build/setup-deps.sh
 	@./build/src-bin.sh
 
-test: deps
+# dist/cni-bin: one single-file binary, the plugin names linked to it (docs/build.md)
+build: deps
+	@./build/build.sh
+
+# into $(DESTDIR)$(PREFIX)/bin by write-then-rename (docs/build.md, "Installing")
+install: build
+	@./build/install.sh "$(DESTDIR)$(PREFIX)/bin"
+
+# ours against the reference plugins, interleaved; report in bench/out (docs/performance.md)
+bench: build
+	$(PY) -m bench $(if $(ITERATIONS),--iterations $(ITERATIONS)) $(BENCH_ARGS)
+
+# every tier; the conformance and build tests run against the built binaries too
+test: build
 	$(PYTEST) -q
 
 test-unit: deps

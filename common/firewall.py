@@ -7,11 +7,16 @@ comments, so nothing a request carries can inject rules.
 import json
 import os
 
-from common import proc
 from common.errors import CNIError, Code
 
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin")
 TIMEOUT = 15.0
+
+
+def _proc():
+    from common import proc  # subprocess costs ~2 ms per start; only rule changes need it (docs/performance.md)
+
+    return proc
 
 
 def tool(name: str) -> str | None:
@@ -33,7 +38,7 @@ def nft(script: str, what: str) -> None:
     binary = tool("nft")
     if binary is None:
         raise CNIError(Code.INVALID_CONFIG, f"{what}: nft is not installed", "install nftables, or choose ipMasqBackend iptables")
-    rc, out, err = proc.run([binary, "-f", "-"], script.encode(), TIMEOUT, what=what)
+    rc, out, err = _proc().run([binary, "-f", "-"], script.encode(), TIMEOUT, what=what)
     if rc != 0:
         raise CNIError(Code.KERNEL_REFUSED, f"{what} failed", err.decode(errors="replace").strip()[:500])
 
@@ -43,7 +48,7 @@ def nft_rules(family: str, table: str, chain: str) -> list[dict] | None:
     binary = tool("nft")
     if binary is None:
         return None
-    rc, out, err = proc.run([binary, "-j", "list", "chain", family, table, chain], timeout=TIMEOUT, what="nft list")
+    rc, out, err = _proc().run([binary, "-j", "list", "chain", family, table, chain], timeout=TIMEOUT, what="nft list")
     if rc != 0:
         if b"No such file or directory" in err or b"does not exist" in err:
             return None
@@ -55,7 +60,7 @@ def nft_chains(family: str, table: str) -> list[str]:
     binary = tool("nft")
     if binary is None:
         return []
-    rc, out, _ = proc.run([binary, "-j", "list", "table", family, table], timeout=TIMEOUT, what="nft list")
+    rc, out, _ = _proc().run([binary, "-j", "list", "table", family, table], timeout=TIMEOUT, what="nft list")
     if rc != 0:
         return []
     return [item["chain"]["name"] for item in json.loads(out).get("nftables", []) if "chain" in item]
@@ -66,7 +71,7 @@ def iptables_save(version: int, table: str = "nat") -> str | None:
     binary = tool("iptables-save" if version == 4 else "ip6tables-save")
     if binary is None:
         return None
-    rc, out, err = proc.run([binary, "-t", table], timeout=TIMEOUT, what="iptables-save")
+    rc, out, err = _proc().run([binary, "-t", table], timeout=TIMEOUT, what="iptables-save")
     if rc != 0:
         raise CNIError(Code.KERNEL_REFUSED, "iptables-save failed", err.decode(errors="replace").strip()[:500])
     return out.decode()
@@ -77,6 +82,6 @@ def iptables_restore(version: int, text: str, what: str) -> None:
     binary = tool("iptables-restore" if version == 4 else "ip6tables-restore")
     if binary is None:
         raise CNIError(Code.INVALID_CONFIG, f"{what}: iptables is not installed", "install iptables, or choose ipMasqBackend nftables")
-    rc, out, err = proc.run([binary, "--noflush", "-w", "10"], text.encode(), TIMEOUT, what=what)
+    rc, out, err = _proc().run([binary, "--noflush", "-w", "10"], text.encode(), TIMEOUT, what=what)
     if rc != 0:
         raise CNIError(Code.KERNEL_REFUSED, f"{what} failed", err.decode(errors="replace").strip()[:500])

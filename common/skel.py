@@ -186,24 +186,9 @@ def _negotiate(command: str, config: dict, supported: tuple[str, ...]) -> str:
 
 
 def _version(plugin: Plugin, stdin, stdout) -> int:
-    requested = LATEST
-    try:
-        isatty = stdin.isatty()
-    except (AttributeError, ValueError):
-        isatty = False
-    if not isatty:
-        try:
-            data = stdin.read(MAX_STDIN)
-            if data.strip():
-                import json
+    from common.version import respond
 
-                requested = json.loads(data).get("cniVersion") or LATEST
-        except (OSError, ValueError, AttributeError, UnicodeError):
-            pass  # VERSION must answer whatever stdin holds; libcni sends only a cniVersion
-    if type(requested) is not str:
-        requested = LATEST
-    stdout.write(dumps({"cniVersion": requested, "supportedVersions": list(plugin.versions)}) + "\n")
-    return 0
+    return respond(plugin.versions, stdin, stdout, MAX_STDIN)
 
 
 def _on_signal(signum, frame):

@@ -1,4 +1,4 @@
-"""Spec versions.  Kept tiny: the VERSION command imports only this."""
+"""Spec versions.  Kept tiny: the VERSION command imports only this (and json)."""
 
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
@@ -20,3 +20,30 @@ def parse_version(text: str) -> tuple[int, int, int]:
     while len(nums) < 3:
         nums.append(0)
     return nums[0], nums[1], nums[2]
+
+
+def respond(versions, stdin, stdout, max_stdin: int = 4 << 20) -> int:
+    """The VERSION command: report `versions`, echoing the config's cniVersion.
+
+    Answers whatever stdin holds (libcni sends only a cniVersion; a terminal,
+    garbage or nothing gets the latest).  The multi-call binary calls this
+    without importing the protocol layer (build/multicall.py).
+    """
+    import json
+
+    requested = LATEST
+    try:
+        isatty = stdin.isatty()
+    except (AttributeError, ValueError):
+        isatty = False
+    if not isatty:
+        try:
+            data = stdin.read(max_stdin)
+            if data.strip():
+                requested = json.loads(data).get("cniVersion") or LATEST
+        except (OSError, ValueError, AttributeError, UnicodeError):
+            pass
+    if type(requested) is not str:
+        requested = LATEST
+    stdout.write(json.dumps({"cniVersion": requested, "supportedVersions": list(versions)}, indent=4) + "\n")
+    return 0

@@ -2,9 +2,10 @@
 
 pyroute2's package __init__ eagerly imports NDB, asyncio, multiprocessing and
 ssl (about 100 ms per process start, see docs/performance.md).  We register
-the package without running its __init__ and use only its message classes
-(ifinfmsg, ifaddrmsg, rtmsg, ndmsg) to encode and decode; the socket,
-sequencing, acks and errno translation are ours.  Pinned: pyroute2==0.9.7.
+the package (and a light pyroute2.config) without running its __init__ and use
+only its message classes (ifinfmsg, ifaddrmsg, rtmsg, ndmsg) to encode and
+decode; the socket, sequencing, acks and errno translation are ours.
+Pinned: pyroute2==0.9.7.
 """
 import errno
 import os
@@ -32,7 +33,45 @@ def _register_pyroute2_package() -> None:
     sys.modules["pyroute2"] = package
 
 
+def _register_pyroute2_config() -> None:
+    """pyroute2.config holding the three values ifinfmsg reads, until more is asked of it.
+
+    The real module imports multiprocessing and platform and calls uname() at
+    import (about 5 ms per start, docs/performance.md), for settings only
+    pyroute2's sockets use.  Any other attribute runs the real module in this
+    one's namespace first, so later users see the whole of it.
+    """
+    if "pyroute2.config" in sys.modules:
+        return
+    parent = sys.modules["pyroute2"]
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec("pyroute2.config", parent.__path__) if find_spec else None
+        if spec is not None:
+            break
+    else:
+        raise ImportError("pyroute2.config is missing")
+    config = type(sys)("pyroute2.config")
+    config.__spec__, config.__loader__, config.__file__ = spec, spec.loader, spec.origin
+    config.__package__, config.__path__ = "pyroute2.config", list(spec.submodule_search_locations or [])
+    config.AF_BRIDGE = getattr(socket, "AF_BRIDGE", 7)
+    config.data_plugins_pkgs = []  # link-kind plugins beyond pyroute2's own: none
+    config.data_plugins_path = []
+
+    def load_real(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        del config.__getattr__
+        spec.loader.exec_module(config)
+        return getattr(config, name)
+
+    config.__getattr__ = load_real
+    sys.modules["pyroute2.config"] = config
+    parent.config = config
+
+
 _register_pyroute2_package()
+_register_pyroute2_config()
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ndmsg import ndmsg  # noqa: E402

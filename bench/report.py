@@ -1,0 +1,156 @@
+"""The benchmark's report: bench/out/report.md (+ results.json, latency.png); the Markdown is also printed."""
+import json
+import os
+import statistics
+
+MB = 1024 * 1024
+ORDER = [
+    "host-local VERSION", "bridge VERSION", "host-local ADD", "host-local DEL", "bridge ADD", "bridge CHECK", "bridge DEL",
+    "vxlan ADD", "vxlan DEL", "host-local ADD, /16 with 60k used", "host-local DEL, /16 with 60k used",
+    "host-local ADD, /16 exhausted (error)",
+]
+
+
+def _ms(value) -> str:
+    return "–" if value is None else (f"{value:.1f}" if value < 100 else f"{value:.0f}")
+
+
+def _scenarios(res) -> list[str]:
+    seen = {s for s, _ in res.samples}
+    return [s for s in ORDER if s in seen] + sorted(seen - set(ORDER))
+
+
+def _ratio(res, scenario: str):
+    ours, ref = res.stats(scenario, "ours"), res.stats(scenario, "reference")
+    if not ours or not ref or not ref["median"]:
+        return None
+    return ours["median"] / ref["median"]
+
+
+def targets(res, env) -> list[tuple[str, str, bool | None, str]]:
+    rows = []
+    v = res.stats("host-local VERSION", "ours")
+    if v:
+        rows.append(("VERSION median <= 40 ms", f"{v['median']:.1f} ms", v["median"] <= 40, ""))
+    for scenario, limit in (("bridge ADD", 6.0), ("bridge DEL", 2.5)):
+        r = _ratio(res, scenario)
+        if r is not None:
+            rows.append((f"{scenario} median <= {limit:g}x reference", f"{r:.2f}x", r <= limit, ""))
+    ours, ref = res.burst.get("ours"), res.burst.get("reference")
+    if ours and ref and ours.get("add_wall") and ref.get("add_wall"):
+        n = env.get("burst", 110)
+        rows.append((f"{n}-pod burst: zero failures", f"{ours['add_failures']} ADD, {ours['del_failures']} DEL failed",
+                     ours["add_failures"] == 0 and ours["del_failures"] == 0, ""))
+        rows.append((f"{n}-pod burst: distinct addresses", f"{min(ours['distinct'])} distinct of {n}", min(ours["distinct"]) == n, ""))
+        r = statistics.median(ours["add_wall"]) / statistics.median(ref["add_wall"])
+        rows.append((f"{n}-pod burst: ADD wall <= 6x reference", f"{r:.2f}x", r <= 6, ""))
+    r = _ratio(res, "host-local ADD, /16 with 60k used")
+    if r is not None:
+        rows.append(("/16 host-local ADD no slower than the reference", f"{r:.2f}x", r <= 1.0, ""))
+    size = env.get("binary_bytes", 0)
+    rows.append(("binary <= 25 MB", f"{size / MB:.1f} MB", size <= 25 * MB, ""))
+    return rows
+
+
+def markdown(res, env) -> str:
+    out = ["# Benchmark: cni-python-suite (dist/cni-bin) against the reference plugins", ""]
+    out.append(f"{env['date']}, git {env['git']}, kernel {env['kernel']}, {env['cpus']} CPUs, load average {env['loadavg']} at the start "
+               f"and {env.get('loadavg_end', '?')} at the end; {env['iterations']} runs per command, interleaved; "
+               f"reference: {env['reference']}; our runtime temporary directory (TMPDIR): {env['tmpdir']}. "
+               f"Took {env.get('seconds', '?')} s.")
+    out += ["", "Milliseconds from spawn to exit of one plugin process, as a runtime pays for it.", ""]
+    out.append("| command | ours median | ours min–max | reference median | reference min–max | ours/reference | failures (ours/ref) |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    for scenario in _scenarios(res):
+        o, r = res.stats(scenario, "ours"), res.stats(scenario, "reference")
+        ratio = _ratio(res, scenario)
+        fail = f"{o['failures'] if o else '–'}/{r['failures'] if r else '–'}"
+        out.append(f"| {scenario} | {_ms(o and o['median'])} | {_ms(o and o['min'])}–{_ms(o and o['max'])} | "
+                   f"{_ms(r and r['median'])} | {_ms(r and r['min'])}–{_ms(r and r['max'])} | "
+                   f"{'–' if ratio is None else f'{ratio:.2f}x'} | {fail} |")
+    if res.burst:
+        n = env.get("burst", 110)
+        out += ["", f"## {n} parallel bridge ADDs, then {n} DELs", "",
+                "Wall time from the first spawn to the last exit.  Memory is a second burst with a sampler (every 5 ms): the sum of "
+                "RSS over every process of the plugin trees (for ours the bootloader and its Python child; for the reference bridge "
+                "and the host-local it execs), and for ours the bytes extracted into the runtime temporary directory (page cache).", ""]
+        out.append("| | ADD wall ms | DEL wall ms | failures ADD/DEL | distinct addresses | peak Σ RSS | peak processes | peak extracted (TMPDIR) | veths left |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label in ("ours", "reference"):
+            b = res.burst.get(label)
+            if not b or not b.get("add_wall"):
+                continue
+            out.append(f"| {label} | {statistics.median(b['add_wall']):.0f} | {statistics.median(b['del_wall']):.0f} | "
+                       f"{b['add_failures']}/{b['del_failures']} | {min(b['distinct'])} of {n} | {b.get('peak_rss', 0) / MB:.0f} MB | "
+                       f"{b.get('peak_procs', 0)} | {b.get('peak_extracted', 0) / MB:.0f} MB | {b.get('leftover_veths', 0)} |")
+        ours, ref = res.burst.get("ours"), res.burst.get("reference")
+        if ours and ref and ours.get("add_wall") and ref.get("add_wall"):
+            out.append(f"| ours/reference | {statistics.median(ours['add_wall']) / statistics.median(ref['add_wall']):.2f}x | "
+                       f"{statistics.median(ours['del_wall']) / statistics.median(ref['del_wall']):.2f}x | | | "
+                       f"{(ours.get('peak_rss', 0) / max(ref.get('peak_rss', 1), 1)):.1f}x | | | |")
+        for label in ("ours", "reference"):
+            b = res.burst.get(label) or {}
+            if b.get("errors"):
+                out.append(f"\nFirst errors ({label}): " + "; ".join(f"`{e.strip()}`" for e in b["errors"][:3]))
+    if res.exhausted:
+        out += ["", "## The exhausted /16", "", "| | code | message |", "|---|---|---|"]
+        for label, e in res.exhausted.items():
+            out.append(f"| {label} | {e['code']} | {e['msg']} |")
+    out += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for name, measured, met, _ in targets(res, env):
+        out.append(f"| {name} | {measured} | {'yes' if met else 'NO'} |")
+    failures = {k: v for k, v in res.failures.items() if v}
+    if failures:
+        out += ["", "## Failed runs", ""]
+        for (scenario, impl), errs in sorted(failures.items()):
+            out.append(f"* {scenario}, {impl}: {len(errs)} failed; first: `{errs[0].strip()[:200]}`")
+    if res.notes:
+        out += ["", "## Notes", ""] + [f"* {n}" for n in res.notes]
+    out += ["", "Latency distributions: latency.png.  Raw samples: results.json.  Analysis: docs/performance.md.", ""]
+    return "\n".join(out)
+
+
+def plot(res, path: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    scenarios = [s for s in _scenarios(res) if res.samples.get((s, "ours"))]
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(scenarios)), 5.5))
+    positions, data, colors = [], [], []
+    for i, scenario in enumerate(scenarios):
+        for j, (label, color) in enumerate((("ours", "#1f77b4"), ("reference", "#ff7f0e"))):
+            values = res.samples.get((scenario, label))
+            if values:
+                positions.append(i * 3 + j)
+                data.append(values)
+                colors.append(color)
+    parts = ax.boxplot(data, positions=positions, widths=0.8, patch_artist=True, showfliers=True)
+    for patch, color in zip(parts["boxes"], colors):
+        patch.set_facecolor(color)
+    ax.set_xticks([i * 3 + 0.5 for i in range(len(scenarios))])
+    ax.set_xticklabels([s.replace(", ", "\n") for s in scenarios], rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per process (log scale)")
+    ax.set_title("Latency per command: ours (blue) vs reference 1.1.1 (orange)")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(res, env, out_dir: str) -> str:
+    text = markdown(res, env)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(text)
+    raw = {"environment": env, "samples": {f"{s} | {i}": v for (s, i), v in res.samples.items()},
+           "failures": {f"{s} | {i}": v for (s, i), v in res.failures.items()}, "burst": res.burst, "exhausted": res.exhausted,
+           "notes": res.notes}
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(raw, f, indent=1)
+    plot(res, os.path.join(out_dir, "latency.png"))
+    return text

@@ -1,0 +1,421 @@
+"""make bench: our built binaries against the reference plugins, interleaved, in throw-away namespaces.
+
+Every measured command is one process start, timed from spawn to exit, the
+way a runtime pays for it.  Ours and the reference run alternately within
+each iteration (their order flips every iteration) on the same configs, so
+machine noise lands on both.  Plugins run in node namespaces the benchmark
+creates; the machine's own namespace is never touched, and every namespace is
+deleted even when a step fails.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+
+from conformance.netenv import Netns
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OURS = os.path.join(REPO, "dist", "cni-bin")
+REFERENCE = "/usr/lib/cni"
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# --- running plugins ------------------------------------------------------------
+
+
+@contextmanager
+def inside(ns: Netns):
+    """The benchmark's main thread in a node namespace: every plugin it starts runs there."""
+    from common import libc
+
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc.call("setns", target, 0x40000000)
+        try:
+            yield
+        finally:
+            try:
+                libc.call("setns", home, 0x40000000)
+            except OSError:
+                os.write(2, b"bench: cannot return to the original network namespace\n")
+                os._exit(70)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+class Impl:
+    def __init__(self, label: str, bin_dir: str, tmpdir: str):
+        self.label, self.bin_dir, self.tmpdir = label, bin_dir, tmpdir
+
+    def env(self, command: str, cid: str = "", netns: str = "", extra: dict | None = None) -> dict:
+        env = {"PATH": PATH, "CNI_COMMAND": command, "CNI_PATH": self.bin_dir, "CNI_IFNAME": "eth0", "TMPDIR": self.tmpdir}
+        if cid:
+            env["CNI_CONTAINERID"] = cid
+        if netns:
+            env["CNI_NETNS"] = netns
+        env.update(extra or {})
+        return env
+
+    def run(self, plugin: str, command: str, config, cid: str = "", netns: str = "") -> tuple[float, int, bytes]:
+        stdin = config if isinstance(config, bytes) else json.dumps(config).encode()
+        start = time.perf_counter()
+        proc = subprocess.run([os.path.join(self.bin_dir, plugin)], input=stdin, env=self.env(command, cid, netns),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        elapsed = (time.perf_counter() - start) * 1e3
+        return elapsed, proc.returncode, proc.stdout
+
+
+class Results:
+    def __init__(self):
+        self.samples: dict[tuple[str, str], list[float]] = {}
+        self.failures: dict[tuple[str, str], list[str]] = {}
+        self.notes: list[str] = []
+        self.burst: dict[str, dict] = {}
+        self.exhausted: dict[str, dict] = {}
+
+    def add(self, scenario: str, impl: str, ms: float, rc: int, out: bytes, want_rc: int = 0) -> None:
+        self.samples.setdefault((scenario, impl), []).append(ms)
+        if rc != want_rc:
+            self.failures.setdefault((scenario, impl), []).append(f"rc={rc} {out[:300].decode(errors='replace')}")
+
+    def stats(self, scenario: str, impl: str) -> dict | None:
+        values = self.samples.get((scenario, impl))
+        if not values:
+            return None
+        return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
+                "failures": len(self.failures.get((scenario, impl), []))}
+
+
+def alternate(i: int, impls: list[Impl]) -> list[Impl]:
+    return impls if i % 2 == 0 else list(reversed(impls))
+
+
+# --- scenarios ----------------------------------------------------------------------
+
+
+def bench_version(res: Results, impls: list[Impl], iterations: int) -> None:
+    for i in range(iterations):
+        for impl in alternate(i, impls):
+            for plugin in ("host-local", "bridge"):
+                ms, rc, out = impl.run(plugin, "VERSION", b'{"cniVersion":"1.0.0"}')
+                res.add(f"{plugin} VERSION", impl.label, ms, rc, out)
+
+
+def hostlocal_conf(data_dir: str, name: str, subnet: str) -> dict:
+    return {"cniVersion": "1.0.0", "name": name, "type": "host-local",
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data_dir}}
+
+
+def bench_hostlocal(res: Results, impls: list[Impl], iterations: int, work: str) -> None:
+    with Netns("bc") as container:
+        for i in range(iterations):
+            for impl in alternate(i, impls):
+                conf = hostlocal_conf(os.path.join(work, "hl-" + impl.label), "bench", "10.210.0.0/24")
+                for command in ("ADD", "DEL"):
+                    ms, rc, out = impl.run("host-local", command, conf, f"hl{i}", container.path)
+                    res.add(f"host-local {command}", impl.label, ms, rc, out)
+
+
+def bridge_conf(data_dir: str, bridge: str, subnet: str) -> dict:
+    return {"cniVersion": "1.0.0", "name": "benchnet", "type": "bridge", "bridge": bridge, "isGateway": True,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data_dir}}
+
+
+def bench_bridge(res: Results, impls: list[Impl], iterations: int, work: str) -> None:
+    nodes = {impl.label: Netns("bn") for impl in impls}
+    try:
+        for i in range(iterations):
+            for impl in alternate(i, impls):
+                conf = bridge_conf(os.path.join(work, "br-" + impl.label), "cnibench0", "10.211.0.0/16")
+                with Netns("bc") as container, inside(nodes[impl.label]):
+                    ms, rc, out = impl.run("bridge", "ADD", conf, f"br{i}", container.path)
+                    res.add("bridge ADD", impl.label, ms, rc, out)
+                    if rc == 0:
+                        conf["prevResult"] = json.loads(out)
+                    ms, rc, out = impl.run("bridge", "CHECK", conf, f"br{i}", container.path)
+                    res.add("bridge CHECK", impl.label, ms, rc, out)
+                    ms, rc, out = impl.run("bridge", "DEL", conf, f"br{i}", container.path)
+                    res.add("bridge DEL", impl.label, ms, rc, out)
+    finally:
+        for ns in nodes.values():
+            ns.close()
+
+
+def bench_vxlan(res: Results, ours: Impl, iterations: int, work: str) -> None:
+    if not os.access(os.path.join(ours.bin_dir, "vxlan"), os.X_OK):
+        res.notes.append("vxlan: no vxlan plugin in this build; skipped.")
+        return
+    with Netns("bf") as fabric, Netns("bn") as node:
+        # the node's underlay: a veth into a fabric namespace, the VTEP address on it
+        fabric.ip("link", "add", "p1", "type", "veth", "peer", "name", "eth0", "netns", node.name)
+        fabric.ip("addr", "add", "192.0.2.254/24", "dev", "p1")
+        fabric.ip("link", "set", "p1", "up")
+        node.ip("addr", "add", "192.0.2.1/24", "dev", "eth0")
+        node.ip("link", "set", "eth0", "up")
+        node.ip("route", "add", "default", "via", "192.0.2.254")
+        conf = {"cniVersion": "1.1.0", "name": "benchoverlay", "type": "vxlan", "network": "198.18.0.0/16", "nodeName": "n1",
+                "peerSource": "static", "peers": [{"node": "n1", "vtep": "192.0.2.1", "subnet": "198.18.1.0/24"}],
+                "dataDir": os.path.join(work, "vx", "vxlan"), "ipam": {"dataDir": os.path.join(work, "vx", "ipam")}}
+        for i in range(iterations):
+            with Netns("bc") as container, inside(node):
+                ms, rc, out = ours.run("vxlan", "ADD", conf, f"vx{i}", container.path)
+                res.add("vxlan ADD", ours.label, ms, rc, out)
+                ms, rc, out = ours.run("vxlan", "DEL", conf, f"vx{i}", container.path)
+                res.add("vxlan DEL", ours.label, ms, rc, out)
+
+
+# --- the burst ---------------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+class Sampler(threading.Thread):
+    """Sum of RSS of every process in the plugin trees, and what onefile extraction holds in TMPDIR."""
+
+    def __init__(self, roots: list[int], tmpdir: str, interval: float = 0.005):
+        super().__init__(daemon=True)
+        self.roots, self.tmpdir, self.interval = roots, tmpdir, interval
+        self.stop = threading.Event()
+        self.peak_rss = self.peak_procs = self.peak_extracted = self.samples = 0
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            rss = procs = 0
+            for root in list(self.roots):
+                for pid in _tree(root):
+                    try:
+                        with open(f"/proc/{pid}/statm") as f:
+                            rss += int(f.read().split()[1]) * self.page
+                        procs += 1
+                    except (OSError, IndexError, ValueError):
+                        pass
+            extracted = 0
+            for top in _scandir(self.tmpdir):
+                for directory, _, files in os.walk(top):
+                    for name in files:
+                        try:
+                            extracted += os.lstat(os.path.join(directory, name)).st_size
+                        except OSError:
+                            pass
+            self.peak_rss, self.peak_procs = max(self.peak_rss, rss), max(self.peak_procs, procs)
+            self.peak_extracted = max(self.peak_extracted, extracted)
+            self.samples += 1
+            self.stop.wait(self.interval)
+
+
+def _scandir(path: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(path) if e.name.startswith("_MEI")]
+    except OSError:
+        return []
+
+
+def burst(impl: Impl, node: Netns, containers: list[Netns], conf: dict, command: str, sample: bool, prev: dict | None = None):
+    """Start one plugin per container at once; (wall ms, [(rc, stdout)], sampler or None)."""
+    procs = []
+    sampler = Sampler([], impl.tmpdir) if sample else None
+    with inside(node):
+        start = time.perf_counter()
+        for i, container in enumerate(containers):
+            c = dict(conf)
+            if prev and prev.get(i):
+                c["prevResult"] = prev[i]
+            p = subprocess.Popen([os.path.join(impl.bin_dir, "bridge")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, env=impl.env(command, f"burst{i}", container.path))
+            procs.append((p, json.dumps(c).encode()))
+            if sampler:
+                sampler.roots.append(p.pid)
+        if sampler:
+            sampler.start()
+        for p, data in procs:  # every process exists before any gets its config: maximal overlap
+            p.stdin.write(data)
+            p.stdin.close()
+        outs = []
+        for p, _ in procs:
+            out = p.stdout.read()
+            p.wait()
+            outs.append((p.returncode, out))
+        wall = (time.perf_counter() - start) * 1e3
+    if sampler:
+        sampler.stop.set()
+        sampler.join()
+    return wall, outs, sampler
+
+
+def bench_burst(res: Results, impls: list[Impl], size: int, rounds: int, work: str) -> None:
+    for r in range(rounds):
+        for impl in alternate(r, impls):
+            for sample in (False, True):  # timing without the sampler; memory with it
+                node = Netns("bb")
+                containers = []
+                try:
+                    containers = [Netns("bc") for _ in range(size)]
+                    data = os.path.join(work, f"burst-{impl.label}-{r}-{int(sample)}")
+                    conf = bridge_conf(data, "cniburst0", "10.212.0.0/24")
+                    wall_add, adds, s_add = burst(impl, node, containers, conf, "ADD", sample)
+                    prev = {i: json.loads(out) for i, (rc, out) in enumerate(adds) if rc == 0 and out.strip()}
+                    wall_del, dels, s_del = burst(impl, node, containers, conf, "DEL", sample, prev)
+                    entry = res.burst.setdefault(impl.label, {"rounds": 0})
+                    if not sample:
+                        addresses = [v["ips"][0]["address"] for v in prev.values() if v.get("ips")]
+                        entry["rounds"] += 1
+                        entry.setdefault("add_wall", []).append(wall_add)
+                        entry.setdefault("del_wall", []).append(wall_del)
+                        entry["add_failures"] = entry.get("add_failures", 0) + sum(1 for rc, _ in adds if rc != 0)
+                        entry["del_failures"] = entry.get("del_failures", 0) + sum(1 for rc, _ in dels if rc != 0)
+                        entry.setdefault("distinct", []).append(len(set(addresses)))
+                        entry.setdefault("results", []).append(len(addresses))
+                        leftover = [l["ifname"] for l in node.ipj("link", "show") if l["ifname"].startswith("veth")]
+                        entry["leftover_veths"] = entry.get("leftover_veths", 0) + len(leftover)
+                        errors = [out[:200].decode(errors="replace") for rc, out in adds + dels if rc != 0]
+                        entry.setdefault("errors", []).extend(errors[:3])
+                    else:
+                        entry["peak_rss"] = max(entry.get("peak_rss", 0), s_add.peak_rss, s_del.peak_rss)
+                        entry["peak_procs"] = max(entry.get("peak_procs", 0), s_add.peak_procs, s_del.peak_procs)
+                        entry["peak_extracted"] = max(entry.get("peak_extracted", 0), s_add.peak_extracted, s_del.peak_extracted)
+                        entry["samples"] = entry.get("samples", 0) + s_add.samples + s_del.samples
+                        entry["sampled_add_wall"] = wall_add
+                finally:
+                    for ns in containers:
+                        ns.close()
+                    node.close()
+
+
+# --- host-local on a nearly full /16 -------------------------------------------------------
+
+
+def prefill(directory: str, hosts: list[str], last: str) -> None:
+    """Allocations in the reference's format: one file per address, '<id>\\r\\n<ifname>', and last_reserved_ip.0."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for n, ip in enumerate(hosts):
+        fd = os.open(os.path.join(directory, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, f"prefill{n}\r\neth0".encode())
+        os.close(fd)
+    with open(os.path.join(directory, "last_reserved_ip.0"), "w") as f:
+        f.write(last)
+
+
+def slash16_hosts() -> list[str]:
+    """10.213.0.2 .. 10.213.255.254: the /16's allocatable addresses (10.213.0.1 is the gateway)."""
+    return [f"10.213.{n >> 8}.{n & 255}" for n in range(2, 65535)]
+
+
+def bench_slash16(res: Results, impls: list[Impl], iterations: int, work: str, allocated: int) -> None:
+    hosts = slash16_hosts()
+    rng = random.Random(16)
+    taken = rng.sample(hosts, allocated)
+    base = os.path.join(work, "slash16")
+    prefill(os.path.join(base, "big"), taken, taken[-1])
+    prefill(os.path.join(base, "full"), hosts, hosts[-1])
+    res.notes.append(f"/16: {allocated} of {len(hosts) + 1} addresses allocated at random (seed 16), in the reference's file format; "
+                     f"both implementations use the same directory, interleaved.")
+    with Netns("bc") as container:
+        for i in range(iterations):
+            for impl in alternate(i, impls):
+                conf = hostlocal_conf(base, "big", "10.213.0.0/16")
+                ms, rc, out = impl.run("host-local", "ADD", conf, f"s16-{impl.label}-{i}", container.path)
+                res.add("host-local ADD, /16 with 60k used", impl.label, ms, rc, out)
+                ms2, rc2, out2 = impl.run("host-local", "DEL", conf, f"s16-{impl.label}-{i}", container.path)
+                res.add("host-local DEL, /16 with 60k used", impl.label, ms2, rc2, out2)
+                conf = hostlocal_conf(base, "full", "10.213.0.0/16")
+                ms, rc, out = impl.run("host-local", "ADD", conf, f"full-{i}", container.path)
+                res.add("host-local ADD, /16 exhausted (error)", impl.label, ms, rc, out, want_rc=1)
+                if i == 0:
+                    try:
+                        doc = json.loads(out)
+                        res.exhausted[impl.label] = {"code": doc.get("code"), "msg": doc.get("msg")}
+                    except ValueError:
+                        res.exhausted[impl.label] = {"code": None, "msg": out[:200].decode(errors="replace")}
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def environment() -> dict:
+    rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    ref_version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"], capture_output=True, text=True).stdout
+    return {"git": rev, "kernel": os.uname().release, "cpus": os.cpu_count(), "loadavg": " ".join(load),
+            "binary_bytes": os.path.getsize(os.path.join(OURS, "cni-multi")) if os.path.exists(os.path.join(OURS, "cni-multi")) else 0,
+            "reference": f"containernetworking-plugins {ref_version or '?'} ({REFERENCE})",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=int(os.environ.get("ITERATIONS") or 15), help="runs per measured command (default 15)")
+    parser.add_argument("--burst", type=int, default=110, help="parallel bridge ADDs (then DELs) per burst (default 110)")
+    parser.add_argument("--burst-rounds", type=int, default=1, help="bursts per implementation (default 1)")
+    parser.add_argument("--allocated", type=int, default=60000, help="addresses allocated in the /16 (default 60000)")
+    parser.add_argument("--ours", default=OURS)
+    parser.add_argument("--reference", default=REFERENCE)
+    parser.add_argument("--out", default=os.path.join(REPO, "bench", "out"))
+    parser.add_argument("--only", default="", help="comma-separated subset: version,hostlocal,bridge,vxlan,burst,slash16")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (namespaces)", file=sys.stderr)
+        return 2
+    for d, name in ((args.ours, "cni-multi"), (args.reference, "host-local")):
+        if not os.path.exists(os.path.join(d, name)):
+            print(f"bench: {d}/{name} is missing (make build; make deps installs the reference)", file=sys.stderr)
+            return 2
+    only = set(filter(None, args.only.split(","))) or {"version", "hostlocal", "bridge", "vxlan", "burst", "slash16"}
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="cni-bench-")
+    rt = os.path.join(work, "rt")
+    os.mkdir(rt, 0o700)
+    ours, ref = Impl("ours", args.ours, rt), Impl("reference", args.reference, rt)
+    impls = [ours, ref]
+    res = Results()
+    env = environment()
+    started = time.monotonic()
+    steps = [("version", lambda: bench_version(res, impls, args.iterations)),
+             ("hostlocal", lambda: bench_hostlocal(res, impls, args.iterations, work)),
+             ("bridge", lambda: bench_bridge(res, impls, args.iterations, work)),
+             ("vxlan", lambda: bench_vxlan(res, ours, args.iterations, work)),
+             ("slash16", lambda: bench_slash16(res, impls, args.iterations, work, args.allocated)),
+             ("burst", lambda: bench_burst(res, impls, args.burst, args.burst_rounds, work))]
+    try:
+        for name, step in steps:
+            if name in only:
+                t = time.monotonic()
+                print(f"bench: {name} ...", file=sys.stderr, flush=True)
+                step()
+                print(f"bench: {name} done in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with open("/proc/loadavg") as f:
+        env["loadavg_end"] = " ".join(f.read().split()[:3])
+    env["seconds"] = round(time.monotonic() - started)
+    env["iterations"] = args.iterations
+    env["burst"] = args.burst
+    env["tmpdir"] = "a private directory on " + (os.path.dirname(work) or "/")
+
+    from bench import report
+
+    text = report.write(res, env, args.out)
+    print(text)
+    return 0

@@ -1,0 +1,494 @@
+"""cni-multi: the entry point of the single-file binary (busybox style).
+
+One PyInstaller onefile binary holds every plugin; `bridge`, `host-local`,
+`vxlan` (and later the operator CLI `cni-suite`) are links to it, and the
+plugin is chosen by basename(argv[0]).  Invoked under its own name the first
+argument names the plugin: `cni-multi host-local`.
+
+This is the first code the frozen child runs, so it also does the runtime
+hygiene a onefile binary needs (docs/build.md, "Runtime hygiene"):
+
+* The bootloader (our parent) extracted the bundle into `_MEI<pid><rand>` and
+  waits for us.  Runtimes kill the *top* process on a timeout (SIGKILL): we
+  ask the kernel for SIGKILL when the parent dies (PR_SET_PDEATHSIG), then
+  check that the parent is still the bootloader, closing the race where it
+  died before the prctl.
+* A SIGKILLed bootloader cannot delete its `_MEI*` directory.  At start we
+  remove such leftovers from the runtime temporary directory: only ours
+  (marker file), owned by our uid, older than a minute, whose bootloader pid
+  is gone.
+
+Import discipline: only os and sys at module level; VERSION is answered from
+a table written at build time (cni_multi_table) by common.version, so it
+imports json and nothing of the plugins or the protocol layer.
+"""
+import os
+import sys
+
+PR_SET_PDEATHSIG = 1
+SIGKILL = 9
+MULTI_NAMES = ("cni-multi",)
+# CNI type (argv[0] basename) -> package; a package is in the binary only if it existed at build time
+PACKAGES = {"host-local": "cni_hostlocal_ipam", "bridge": "cni_bridge", "vxlan": "cni_vxlan", "cni-suite": "cni_suite"}
+MARKER = ".cni-multi-build"  # extracted first into every _MEI dir of ours (see the spec)
+STALE_AFTER = 60.0  # seconds: a bootloader still extracting is never that old
+EXIT_ORPHANED = 125
+
+
+def _mei_owner(name: str) -> int | None:
+    """The bootloader pid encoded in a onefile extraction directory name (_MEI%08x + 6 chars)."""
+    if len(name) != 18 or not name.startswith("_MEI"):
+        return None
+    try:
+        return int(name[4:12], 16)
+    except ValueError:
+        return None
+
+
+def _prctl_pdeathsig() -> bool:
+    from common import libc  # _ctypes underneath; the ctypes package is not in the binary
+
+    try:
+        libc.call("prctl", PR_SET_PDEATHSIG, SIGKILL)
+    except OSError:
+        return False
+    return True
+
+
+def bind_to_bootloader(meipass: str) -> None:
+    """Die with the bootloader: PDEATHSIG, then make sure it has not died already."""
+    bootloader = _mei_owner(os.path.basename(meipass))
+    if bootloader is None:
+        return  # onedir, or a layout we do not know: one process, nothing to bind
+    if not _prctl_pdeathsig():
+        return
+    if os.getppid() != bootloader:
+        # the bootloader died between fork and prctl; nobody waits for our answer
+        os.write(2, b"cni-multi: the bootloader process is gone; exiting\n")
+        os._exit(EXIT_ORPHANED)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_mei_dirs(tmpdir: str, current: str = "", now: float | None = None, uid: int | None = None) -> list[str]:
+    """Extraction directories in tmpdir that a killed bootloader of ours left behind."""
+    import stat as st_mod
+    import time
+
+    now = time.time() if now is None else now
+    uid = os.geteuid() if uid is None else uid
+    found = []
+    try:
+        entries = os.scandir(tmpdir)
+    except OSError:
+        return found
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not name.startswith("_MEI") or entry.path == current:
+                continue
+            owner = _mei_owner(name)
+            if owner is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not st_mod.S_ISDIR(st.st_mode) or st.st_uid != uid or now - st.st_mtime < STALE_AFTER:
+                continue
+            if _pid_alive(owner):
+                continue
+            try:
+                mine = os.lstat(os.path.join(entry.path, MARKER))
+                ours = st_mod.S_ISREG(mine.st_mode)
+            except FileNotFoundError:
+                # killed right after mkdtemp: an empty directory is garbage whoever made it
+                ours = not os.listdir(entry.path)
+            except OSError:
+                ours = False
+            if ours:
+                found.append(entry.path)
+    return found
+
+
+def sweep(tmpdir: str, current: str = "") -> list[str]:
+    removed = []
+    for path in stale_mei_dirs(tmpdir, current):
+        import shutil  # only when there is something to remove
+
+        try:
+            shutil.rmtree(path)  # fd-based: never follows a symlink planted inside
+        except FileNotFoundError:
+            pass  # a concurrent start removed it first
+        except OSError as err:
+            os.write(2, f"cni-multi: cannot remove stale {path}: {err.strerror}\n".encode())
+            continue
+        removed.append(path)
+    return removed
+
+
+def pin_archive() -> None:
+    """Read every later import from the binary we started as, through one descriptor.
+
+    PyInstaller's PYZ reader opens the executable *by path* for each module it
+    imports.  `make install` replaces binaries by rename; a plugin that is
+    running then would read the new file at the old offsets.  /proc/self/exe
+    stays on the inode we were started from.  pread on one descriptor is also
+    cheaper than an open/seek/read/close per module (about 170 on ADD).
+    """
+    archive = getattr(sys.modules.get("pyimod02_importers"), "pyz_archive", None)
+    if archive is None or not hasattr(archive, "_filename") or not hasattr(archive, "_start_offset"):
+        return
+    try:
+        fd = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        mine, named = os.fstat(fd), os.stat(archive._filename)
+    except OSError:
+        named = None
+    if named is None or (mine.st_dev, mine.st_ino) != (named.st_dev, named.st_ino):
+        os.close(fd)  # already replaced, or not our layout: leave the reader as it is
+        return
+    import marshal
+    import zlib
+
+    names = sys.modules["pyimod01_archive"]  # the reader's own constants (PyInstaller 6.22)
+    code_kinds, nspkg = (names.PYZ_ITEM_MODULE, names.PYZ_ITEM_PKG), names.PYZ_ITEM_NSPKG
+    toc, base, pread = archive.toc, archive._start_offset, os.pread
+
+    def extract(name, raw=False):  # ZlibArchiveReader.extract, reading through fd
+        entry = toc.get(name)
+        if entry is None:
+            raise KeyError(f"No entry named {name!r} found in the archive!")
+        typecode, offset, length = entry
+        if typecode == nspkg:
+            return None
+        try:
+            data = zlib.decompress(pread(fd, length, base + offset))
+            return marshal.loads(data) if typecode in code_kinds and not raw else data
+        except EOFError as err:
+            raise ImportError(f"Failed to unmarshal PYZ entry {name!r}!") from err
+
+    archive.extract = extract
+
+
+def hygiene() -> None:
+    meipass = getattr(sys, "_MEIPASS", None)
+    if not getattr(sys, "frozen", False) or not meipass:
+        return
+    bind_to_bootloader(meipass)
+    pin_archive()
+    if _mei_owner(os.path.basename(meipass)) is not None:
+        sweep(os.path.dirname(meipass), meipass)
+
+
+def select(argv: list[str]) -> tuple[str, list[str]]:
+    """(plugin name, argv as the plugin sees it): basename(argv[0]), else argv[1] under the multi-call name."""
+    name = os.path.basename(argv[0]) if argv else ""
+    if name not in PACKAGES and len(argv) > 1 and argv[1] in PACKAGES:
+        return argv[1], argv[1:]
+    return name, argv
+
+
+def _table() -> dict:
+    try:
+        from cni_multi_table import PLUGINS  # written by the build: what this binary holds
+    except ImportError:  # running from source: every package that imports
+        return {name: {"package": pkg} for name, pkg in PACKAGES.items()}
+    return PLUGINS
+
+
+def _usage(table: dict) -> int:
+    names = ", ".join(sorted(table))
+    sys.stderr.write(f"usage: link this binary as one of: {names}; or run cni-multi <name> [args]\n")
+    sys.stderr.write("       cni-multi --self-test   import everything this binary holds and report (JSON)\n")
+    return 2
+
+
+def _gc_after_imports() -> None:
+    """Collect cycles again, leaving what the imports built out of every collection.
+
+    main() turns the cyclic collector off for start-up: imports allocate tens
+    of thousands of objects and none of them is garbage, yet the collector
+    would scan them over and over (about 6 ms per ADD, docs/performance.md).
+    """
+    import gc
+
+    gc.freeze()
+    gc.enable()
+
+
+def _late_rthooks() -> None:
+    """PyInstaller's pkgutil runtime hook, run only where a plugin or the CLI runs.
+
+    As a runtime hook it would import pkgutil (and typing) before VERSION is
+    answered (about 4 ms); the spec bundles the hook's source as a module
+    instead.  It teaches pkgutil.iter_modules() to list modules inside the
+    binary: pyroute2 uses it for link-kind plugins named in its config.
+    """
+    try:
+        import cni_multi_rth_pkgutil  # noqa: F401  (runs the hook on import)
+    except ImportError:
+        pass  # running from source: nothing to teach pkgutil
+
+
+def _precompiled_dataclasses() -> None:
+    """Give @dataclass the methods it would compile, compiled at build time.
+
+    dataclasses builds __init__, __repr__, __eq__, ... as source text and
+    exec()s it: about 160 compilations, 7 ms of every ADD (docs/performance.md).
+    build/gen.py recorded those texts with their code; the text stays the key,
+    so a class the build did not see is compiled as before.
+    """
+    try:
+        import cni_multi_dccache as cache
+    except ImportError:
+        return  # running from source
+    if tuple(sys.version_info[:3]) != cache.PYTHON:
+        return
+    import dataclasses
+    import marshal
+
+    codes = marshal.loads(cache.BLOB)
+    del sys.modules["cni_multi_dccache"]
+
+    def exec_precompiled(source, globals=None, locals=None):
+        return exec(codes.get(source, source) if type(source) is str else source, globals, locals)
+
+    dataclasses.exec = exec_precompiled  # _create_fn's only exec; dataclasses has no other
+
+
+class LazyExtensions:
+    """Write an extension module (and the libraries it needs) out of the binary on its first import.
+
+    The spec keeps extension modules no hot path imports out of the bootloader's
+    extraction (_ssl with OpenSSL alone is 5.6 MB, 4-5 ms per start) and bundles
+    each, compressed and base64-encoded, in a module of its own (cni_multi_lazy_<name>).  They go
+    into this run's _MEI directory, which the bootloader removes at exit.
+    """
+
+    def __init__(self, extensions: dict):
+        self.extensions = extensions  # name -> (module holding the files, [file names in load order])
+
+    def find_spec(self, name, path=None, target=None):
+        entry = self.extensions.pop(name, None)
+        if entry is None:
+            return None
+        import binascii
+        import zlib
+        from importlib import import_module
+
+        import _ctypes
+        import _frozen_importlib_external as external
+
+        module, order = entry
+        files = dict(import_module(module).FILES)
+        del sys.modules[module]
+        extension = os.path.join(sys._MEIPASS, order[-1])  # the libraries it needs come first
+        for base in order:
+            target_path = os.path.join(sys._MEIPASS, base)
+            try:
+                fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o700)
+            except FileExistsError:
+                continue  # a library another extension brought along, already loaded
+            try:
+                data = memoryview(zlib.decompress(binascii.a2b_base64(files[base])))
+                while data:
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
+            if target_path != extension:
+                # loaded by path, so the extension's DT_NEEDED entries find it by soname
+                _ctypes.dlopen(target_path, os.RTLD_NOW)
+        loader = external.ExtensionFileLoader(name, extension)
+        return external.spec_from_file_location(name, extension, loader=loader)
+
+
+def _frozen_imports() -> None:
+    """What every path that runs plugin code needs first (all no-ops from source)."""
+    _late_rthooks()
+    _precompiled_dataclasses()
+    if getattr(sys, "frozen", False) and not any(isinstance(f, LazyExtensions) for f in sys.meta_path):
+        extensions = _lazy_extensions()
+        if extensions:
+            sys.meta_path.insert(0, LazyExtensions(dict(extensions)))
+
+
+def _lazy_extensions() -> dict:
+    try:
+        from cni_multi_lazy import EXTENSIONS
+    except ImportError:
+        return {}
+    return EXTENSIONS
+
+
+def self_test(table: dict) -> int:
+    """cni-multi --self-test: import everything this binary holds, load TLS, report as JSON."""
+    import json
+    from importlib import import_module
+
+    _frozen_imports()
+    failures = []
+    try:
+        from cni_multi_table import MODULES
+    except ImportError:
+        MODULES = []
+    for module in MODULES:
+        try:
+            import_module(module)
+        except Exception as err:  # every failure is reported, the test goes on
+            failures.append(f"{module}: {type(err).__name__}: {err}")
+    import importlib.util
+
+    for name, entry in table.items():
+        if entry.get("kind") == "cli" and importlib.util.find_spec(entry["package"] + ".__main__") is None:
+            failures.append(f"{name}: {entry['package']}.__main__ is not in the binary")
+    openssl = ""
+    try:
+        import ssl
+
+        ssl.create_default_context()
+        openssl = ssl.OPENSSL_VERSION
+    except Exception as err:
+        failures.append(f"ssl: {type(err).__name__}: {err}")
+    pyroute2 = sys.modules.get("pyroute2")
+    if pyroute2 is not None and hasattr(pyroute2, "IPRoute"):
+        failures.append("pyroute2: its __init__ ran (common/netlink/core.py should register the package without it)")
+    for heavy in ("asyncio", "ctypes"):
+        if heavy in sys.modules:
+            failures.append(f"{heavy} was imported")
+    build = ""
+    meipass = getattr(sys, "_MEIPASS", "")
+    if meipass:
+        try:
+            with open(os.path.join(meipass, MARKER)) as f:
+                build = f.read().strip()
+        except OSError as err:
+            failures.append(f"marker: {err}")
+    report = {
+        "ok": not failures,
+        "build": build,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "openssl": openssl,
+        "plugins": sorted(table),
+        "modules": len(MODULES),
+        "lazy_extensions": sorted(_lazy_extensions()),
+        "runtime_tmpdir": os.path.dirname(meipass) if meipass else "",
+        "failures": failures,
+    }
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0 if not failures else 1
+
+
+def run(argv: list[str]) -> int:
+    table = _table()
+    if argv[1:2] == ["--self-test"] and os.path.basename(argv[0]) in MULTI_NAMES:
+        return self_test(table)
+    name, argv = select(argv)
+    entry = table.get(name)
+    if entry is None:
+        return _usage(table)
+    sys.argv = argv
+    package = entry["package"]
+    command = os.environ.get("CNI_COMMAND", "")
+    if "versions" in entry and command == "VERSION":
+        # answered without importing the plugin or the protocol layer: the build
+        # recorded what the plugin advertises (checked against it by build/tests)
+        from common.version import respond
+
+        return respond(entry["versions"], sys.stdin.buffer, sys.stdout)
+    if "versions" in entry and not command:
+        from common import skel
+
+        def never(args):  # the about text reaches no handler
+            raise AssertionError("unreachable")
+
+        return skel.run(skel.Plugin(name, never, never, never, never, never, versions=tuple(entry["versions"]), about=entry["about"]))
+    _frozen_imports()
+    from importlib import import_module
+
+    if entry.get("kind", "plugin") == "plugin":
+        try:
+            module = import_module(package + ".plugin")
+        except ModuleNotFoundError as err:
+            if err.name not in (package, package + ".plugin"):
+                raise
+            sys.stderr.write(f"cni-multi: {name} is not part of this binary\n")
+            return 2
+        from common import skel
+
+        _gc_after_imports()
+        return skel.run(module.PLUGIN)
+    import runpy  # an operator CLI: its package's __main__
+
+    _gc_after_imports()
+    runpy.run_module(package, run_name="__main__", alter_sys=True)
+    return 0
+
+
+def _debug_modules() -> None:
+    """CNI_MULTI_DEBUG_MODULES=<path>: write the imported module names at exit (build tests use it)."""
+    path = os.environ.get("CNI_MULTI_DEBUG_MODULES")
+    if not path:
+        return
+    names = sorted(sys.modules)
+    pyroute2 = sys.modules.get("pyroute2")
+    if pyroute2 is not None and hasattr(pyroute2, "IPRoute"):
+        names.append("!pyroute2.__init__")  # the package's own __init__ ran
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, ("\n".join(names) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _exit_now(rc) -> None:
+    """Exit without tearing the interpreter down (a few ms per run).
+
+    What a normal exit would still do for us is done here: atexit handlers
+    (logging's flush), then stdout and stderr.  Nothing of ours leaves
+    buffered state for the finaliser (state files are written with os.write
+    and closed), and plugins run no threads.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    if rc is None:
+        rc = 0
+    elif type(rc) is not int:
+        sys.stderr.write(f"{rc}\n")
+        rc = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            if stream is sys.stdout and rc == 0:
+                rc = 120  # as CPython reports an unflushable stdout at exit
+    os._exit(rc & 0xFF)
+
+
+def main() -> None:
+    import gc
+
+    gc.disable()  # until the plugin's modules are in: _gc_after_imports()
+    hygiene()
+    try:
+        rc = run(sys.argv)
+    except SystemExit as done:
+        rc = done.code
+    finally:
+        _debug_modules()
+    _exit_now(rc)
+
+
+if __name__ == "__main__":
+    main()
