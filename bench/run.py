@@ -20,6 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from conformance import netenv
 from conformance.netenv import Netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,25 +67,44 @@ class Impl:
         env.update(extra or {})
         return env
 
-    def run(self, plugin: str, command: str, config, cid: str = "", netns: str = "") -> tuple[float, int, bytes]:
+    def run(self, plugin: str, command: str, config, cid: str = "", netns: str = "", tmpdir: str = "") -> tuple[float, float, int, bytes]:
+        """(wall ms, CPU ms, exit status, stdout) of one plugin process.
+
+        CPU is user + system time of the process and of every descendant it
+        waited for (our bootloader's Python child, the reference bridge's
+        host-local): a figure machine load barely moves.
+        """
         stdin = config if isinstance(config, bytes) else json.dumps(config).encode()
+        env = self.env(command, cid, netns, {"TMPDIR": tmpdir} if tmpdir else None)
         start = time.perf_counter()
-        proc = subprocess.run([os.path.join(self.bin_dir, plugin)], input=stdin, env=self.env(command, cid, netns),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        proc = subprocess.Popen([os.path.join(self.bin_dir, plugin)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env)
+        try:  # configs fit a pipe buffer: plugins read all of stdin before they write
+            proc.stdin.write(stdin)
+        except BrokenPipeError:
+            pass
+        proc.stdin.close()
+        out = proc.stdout.read()
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
         elapsed = (time.perf_counter() - start) * 1e3
-        return elapsed, proc.returncode, proc.stdout
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return elapsed, (usage.ru_utime + usage.ru_stime) * 1e3, proc.returncode, out
 
 
 class Results:
     def __init__(self):
         self.samples: dict[tuple[str, str], list[float]] = {}
+        self.cpu: dict[tuple[str, str], list[float]] = {}
         self.failures: dict[tuple[str, str], list[str]] = {}
         self.notes: list[str] = []
         self.burst: dict[str, dict] = {}
         self.exhausted: dict[str, dict] = {}
 
-    def add(self, scenario: str, impl: str, ms: float, rc: int, out: bytes, want_rc: int = 0) -> None:
+    def add(self, scenario: str, impl: str, run: tuple, want_rc: int = 0) -> None:
+        ms, cpu, rc, out = run
         self.samples.setdefault((scenario, impl), []).append(ms)
+        self.cpu.setdefault((scenario, impl), []).append(cpu)
         if rc != want_rc:
             self.failures.setdefault((scenario, impl), []).append(f"rc={rc} {out[:300].decode(errors='replace')}")
 
@@ -93,7 +113,7 @@ class Results:
         if not values:
             return None
         return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
-                "failures": len(self.failures.get((scenario, impl), []))}
+                "cpu": statistics.median(self.cpu[(scenario, impl)]), "failures": len(self.failures.get((scenario, impl), []))}
 
 
 def alternate(i: int, impls: list[Impl]) -> list[Impl]:
@@ -107,8 +127,7 @@ def bench_version(res: Results, impls: list[Impl], iterations: int) -> None:
     for i in range(iterations):
         for impl in alternate(i, impls):
             for plugin in ("host-local", "bridge"):
-                ms, rc, out = impl.run(plugin, "VERSION", b'{"cniVersion":"1.0.0"}')
-                res.add(f"{plugin} VERSION", impl.label, ms, rc, out)
+                res.add(f"{plugin} VERSION", impl.label, impl.run(plugin, "VERSION", b'{"cniVersion":"1.0.0"}'))
 
 
 def hostlocal_conf(data_dir: str, name: str, subnet: str) -> dict:
@@ -122,8 +141,7 @@ def bench_hostlocal(res: Results, impls: list[Impl], iterations: int, work: str)
             for impl in alternate(i, impls):
                 conf = hostlocal_conf(os.path.join(work, "hl-" + impl.label), "bench", "10.210.0.0/24")
                 for command in ("ADD", "DEL"):
-                    ms, rc, out = impl.run("host-local", command, conf, f"hl{i}", container.path)
-                    res.add(f"host-local {command}", impl.label, ms, rc, out)
+                    res.add(f"host-local {command}", impl.label, impl.run("host-local", command, conf, f"hl{i}", container.path))
 
 
 def bridge_conf(data_dir: str, bridge: str, subnet: str) -> dict:
@@ -138,14 +156,12 @@ def bench_bridge(res: Results, impls: list[Impl], iterations: int, work: str) ->
             for impl in alternate(i, impls):
                 conf = bridge_conf(os.path.join(work, "br-" + impl.label), "cnibench0", "10.211.0.0/16")
                 with Netns("bc") as container, inside(nodes[impl.label]):
-                    ms, rc, out = impl.run("bridge", "ADD", conf, f"br{i}", container.path)
-                    res.add("bridge ADD", impl.label, ms, rc, out)
-                    if rc == 0:
-                        conf["prevResult"] = json.loads(out)
-                    ms, rc, out = impl.run("bridge", "CHECK", conf, f"br{i}", container.path)
-                    res.add("bridge CHECK", impl.label, ms, rc, out)
-                    ms, rc, out = impl.run("bridge", "DEL", conf, f"br{i}", container.path)
-                    res.add("bridge DEL", impl.label, ms, rc, out)
+                    added = impl.run("bridge", "ADD", conf, f"br{i}", container.path)
+                    res.add("bridge ADD", impl.label, added)
+                    if added[2] == 0:
+                        conf["prevResult"] = json.loads(added[3])
+                    res.add("bridge CHECK", impl.label, impl.run("bridge", "CHECK", conf, f"br{i}", container.path))
+                    res.add("bridge DEL", impl.label, impl.run("bridge", "DEL", conf, f"br{i}", container.path))
     finally:
         for ns in nodes.values():
             ns.close()
@@ -168,10 +184,24 @@ def bench_vxlan(res: Results, ours: Impl, iterations: int, work: str) -> None:
                 "dataDir": os.path.join(work, "vx", "vxlan"), "ipam": {"dataDir": os.path.join(work, "vx", "ipam")}}
         for i in range(iterations):
             with Netns("bc") as container, inside(node):
-                ms, rc, out = ours.run("vxlan", "ADD", conf, f"vx{i}", container.path)
-                res.add("vxlan ADD", ours.label, ms, rc, out)
-                ms, rc, out = ours.run("vxlan", "DEL", conf, f"vx{i}", container.path)
-                res.add("vxlan DEL", ours.label, ms, rc, out)
+                res.add("vxlan ADD", ours.label, ours.run("vxlan", "ADD", conf, f"vx{i}", container.path))
+                res.add("vxlan DEL", ours.label, ours.run("vxlan", "DEL", conf, f"vx{i}", container.path))
+
+
+def bench_tmpdir(res: Results, ours: Impl, iterations: int, work: str) -> None:
+    """Ours only: the runtime temporary directory on the disk (as everywhere else here) or on a tmpfs."""
+    shm = tempfile.mkdtemp(prefix="cni-bench-rt-", dir="/dev/shm")
+    try:
+        with Netns("bc") as container:
+            conf = hostlocal_conf(os.path.join(work, "hl-tmpfs"), "bench", "10.214.0.0/24")
+            for i in range(iterations):
+                for label, rt in (("disk", ours.tmpdir), ("tmpfs", shm)) if i % 2 == 0 else (("tmpfs", shm), ("disk", ours.tmpdir)):
+                    res.add(f"TMPDIR on {label}: host-local VERSION", "ours", ours.run("host-local", "VERSION", b"{}", tmpdir=rt))
+                    for command in ("ADD", "DEL"):
+                        res.add(f"TMPDIR on {label}: host-local {command}", "ours",
+                                ours.run("host-local", command, conf, f"rt{i}", container.path, tmpdir=rt))
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
 
 
 # --- the burst ---------------------------------------------------------------------------
@@ -233,7 +263,7 @@ def _scandir(path: str) -> list[str]:
 
 
 def burst(impl: Impl, node: Netns, containers: list[Netns], conf: dict, command: str, sample: bool, prev: dict | None = None):
-    """Start one plugin per container at once; (wall ms, [(rc, stdout)], sampler or None)."""
+    """Start one plugin per container at once: (wall ms, [(rc, stdout)], CPU ms of all of them, sampler or None)."""
     procs = []
     sampler = Sampler([], impl.tmpdir) if sample else None
     with inside(node):
@@ -252,16 +282,19 @@ def burst(impl: Impl, node: Netns, containers: list[Netns], conf: dict, command:
         for p, data in procs:  # every process exists before any gets its config: maximal overlap
             p.stdin.write(data)
             p.stdin.close()
-        outs = []
+        outs, cpu = [], 0.0
         for p, _ in procs:
             out = p.stdout.read()
-            p.wait()
+            p.stdout.close()
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
             outs.append((p.returncode, out))
         wall = (time.perf_counter() - start) * 1e3
     if sampler:
         sampler.stop.set()
         sampler.join()
-    return wall, outs, sampler
+    return wall, outs, cpu * 1e3, sampler
 
 
 def bench_burst(res: Results, impls: list[Impl], size: int, rounds: int, work: str) -> None:
@@ -274,15 +307,17 @@ def bench_burst(res: Results, impls: list[Impl], size: int, rounds: int, work: s
                     containers = [Netns("bc") for _ in range(size)]
                     data = os.path.join(work, f"burst-{impl.label}-{r}-{int(sample)}")
                     conf = bridge_conf(data, "cniburst0", "10.212.0.0/24")
-                    wall_add, adds, s_add = burst(impl, node, containers, conf, "ADD", sample)
+                    wall_add, adds, cpu_add, s_add = burst(impl, node, containers, conf, "ADD", sample)
                     prev = {i: json.loads(out) for i, (rc, out) in enumerate(adds) if rc == 0 and out.strip()}
-                    wall_del, dels, s_del = burst(impl, node, containers, conf, "DEL", sample, prev)
+                    wall_del, dels, cpu_del, s_del = burst(impl, node, containers, conf, "DEL", sample, prev)
                     entry = res.burst.setdefault(impl.label, {"rounds": 0})
                     if not sample:
                         addresses = [v["ips"][0]["address"] for v in prev.values() if v.get("ips")]
                         entry["rounds"] += 1
                         entry.setdefault("add_wall", []).append(wall_add)
                         entry.setdefault("del_wall", []).append(wall_del)
+                        entry.setdefault("add_cpu", []).append(cpu_add)
+                        entry.setdefault("del_cpu", []).append(cpu_del)
                         entry["add_failures"] = entry.get("add_failures", 0) + sum(1 for rc, _ in adds if rc != 0)
                         entry["del_failures"] = entry.get("del_failures", 0) + sum(1 for rc, _ in dels if rc != 0)
                         entry.setdefault("distinct", []).append(len(set(addresses)))
@@ -331,17 +366,17 @@ def bench_slash16(res: Results, impls: list[Impl], iterations: int, work: str, a
     prefill(os.path.join(base, "full"), hosts, hosts[-1])
     res.notes.append(f"/16: {allocated} of {len(hosts) + 1} addresses allocated at random (seed 16), in the reference's file format; "
                      f"both implementations use the same directory, interleaved.")
+    label = f"{allocated / 1000:g}k"
     with Netns("bc") as container:
         for i in range(iterations):
             for impl in alternate(i, impls):
                 conf = hostlocal_conf(base, "big", "10.213.0.0/16")
-                ms, rc, out = impl.run("host-local", "ADD", conf, f"s16-{impl.label}-{i}", container.path)
-                res.add("host-local ADD, /16 with 60k used", impl.label, ms, rc, out)
-                ms2, rc2, out2 = impl.run("host-local", "DEL", conf, f"s16-{impl.label}-{i}", container.path)
-                res.add("host-local DEL, /16 with 60k used", impl.label, ms2, rc2, out2)
+                res.add(f"host-local ADD, /16 with {label} used", impl.label, impl.run("host-local", "ADD", conf, f"s16-{impl.label}-{i}", container.path))
+                res.add(f"host-local DEL, /16 with {label} used", impl.label, impl.run("host-local", "DEL", conf, f"s16-{impl.label}-{i}", container.path))
                 conf = hostlocal_conf(base, "full", "10.213.0.0/16")
-                ms, rc, out = impl.run("host-local", "ADD", conf, f"full-{i}", container.path)
-                res.add("host-local ADD, /16 exhausted (error)", impl.label, ms, rc, out, want_rc=1)
+                failed = impl.run("host-local", "ADD", conf, f"full-{i}", container.path)
+                res.add("host-local ADD, /16 exhausted (error)", impl.label, failed, want_rc=1)
+                out = failed[3]
                 if i == 0:
                     try:
                         doc = json.loads(out)
@@ -382,7 +417,7 @@ def main(argv=None) -> int:
         if not os.path.exists(os.path.join(d, name)):
             print(f"bench: {d}/{name} is missing (make build; make deps installs the reference)", file=sys.stderr)
             return 2
-    only = set(filter(None, args.only.split(","))) or {"version", "hostlocal", "bridge", "vxlan", "burst", "slash16"}
+    only = set(filter(None, args.only.split(","))) or {"version", "hostlocal", "bridge", "vxlan", "tmpdir", "burst", "slash16"}
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="cni-bench-")
     rt = os.path.join(work, "rt")
@@ -396,6 +431,7 @@ def main(argv=None) -> int:
              ("hostlocal", lambda: bench_hostlocal(res, impls, args.iterations, work)),
              ("bridge", lambda: bench_bridge(res, impls, args.iterations, work)),
              ("vxlan", lambda: bench_vxlan(res, ours, args.iterations, work)),
+             ("tmpdir", lambda: bench_tmpdir(res, ours, args.iterations, work)),
              ("slash16", lambda: bench_slash16(res, impls, args.iterations, work, args.allocated)),
              ("burst", lambda: bench_burst(res, impls, args.burst, args.burst_rounds, work))]
     try:
@@ -407,6 +443,11 @@ def main(argv=None) -> int:
                 print(f"bench: {name} done in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        leftover = netenv.our_namespaces()
+        for name in leftover:
+            netenv.sh("ip", "netns", "del", name, check=False)
+        if leftover:
+            res.notes.append(f"bench left namespaces behind and deleted them: {leftover} (a bug: report it)")
     with open("/proc/loadavg") as f:
         env["loadavg_end"] = " ".join(f.read().split()[:3])
     env["seconds"] = round(time.monotonic() - started)

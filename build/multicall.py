@@ -406,13 +406,6 @@ def run(argv: list[str]) -> int:
         from common.version import respond
 
         return respond(entry["versions"], sys.stdin.buffer, sys.stdout)
-    if "versions" in entry and not command:
-        from common import skel
-
-        def never(args):  # the about text reaches no handler
-            raise AssertionError("unreachable")
-
-        return skel.run(skel.Plugin(name, never, never, never, never, never, versions=tuple(entry["versions"]), about=entry["about"]))
     _frozen_imports()
     from importlib import import_module
 
@@ -424,10 +417,14 @@ def run(argv: list[str]) -> int:
                 raise
             sys.stderr.write(f"cni-multi: {name} is not part of this binary\n")
             return 2
-        from common import skel
-
         _gc_after_imports()
-        return skel.run(module.PLUGIN)
+        main = getattr(module, "main", None)
+        if main is None:
+            from common import skel
+
+            return skel.run(module.PLUGIN)
+        main()  # the plugin's own entry (vxlan's takes operator commands as arguments); it exits
+        return 0
     import runpy  # an operator CLI: its package's __main__
 
     _gc_after_imports()

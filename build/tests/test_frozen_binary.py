@@ -117,6 +117,22 @@ def test_the_multi_call_name_takes_the_plugin_as_first_argument(rt):
     assert bare.returncode == 2 and b"usage" in bare.stderr
 
 
+def test_each_name_behaves_as_its_source_wrapper_outside_cni(rt):
+    """No CNI_COMMAND: the plugin's own main decides (the about text; vxlan's operator commands take arguments)."""
+    cases = [("bridge", []), ("host-local", [])]
+    if "vxlan" in expected_names():
+        cases.append(("vxlan", ["--help"]))
+    if "cni-suite" in expected_names():
+        cases.append(("cni-suite", ["--help"]))
+    for name, args in cases:
+        frozen = run([os.path.join(BIN, name)] + args, rt=rt)
+        source = run([os.path.join(REPO, "dist", "src-bin", name)] + args, rt=rt)
+        assert frozen.returncode == source.returncode == 0, (name, frozen.stderr)
+        assert frozen.stderr == source.stderr  # the about text goes to stderr
+        # click names the program after argv[0]: the link's name, or __main__.py from source
+        assert frozen.stdout == source.stdout.replace(b"__main__.py", name.encode()), name
+
+
 def test_version_answers_match_the_plugins_and_the_source_wrappers(rt):
     """VERSION comes from a table the build wrote: it must say what each plugin itself says."""
     import importlib
