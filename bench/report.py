@@ -16,6 +16,13 @@ def _ms(value) -> str:
     return "–" if value is None else (f"{value:.1f}" if value < 100 else f"{value:.0f}")
 
 
+def _mb(entry: dict, key: str, present: str = "") -> str:
+    """Megabytes, or a dash when the burst was not sampled."""
+    if key not in entry or (present and present not in entry):
+        return "–"
+    return f"{entry[key] / MB:.0f} MB"
+
+
 def _scenarios(res) -> list[str]:
     seen = {s for s, _ in res.samples}
     return [s for s in ORDER if s in seen] + sorted(seen - set(ORDER))
@@ -89,17 +96,18 @@ def markdown(res, env) -> str:
         out += ["", f"## {n} parallel bridge ADDs, then {n} DELs", "",
                 "Wall time from the first spawn to the last exit.  Memory is a second burst with a sampler (every 5 ms): the sum of "
                 "RSS over every process of the plugin trees (for ours the bootloader and its Python child; for the reference bridge "
-                "and the host-local it execs), and for ours the bytes extracted into the runtime temporary directory (page cache).", ""]
+                "and the host-local it execs), and for ours the bytes extracted into the runtime temporary directory (page cache). "
+                "The last row is ours again with TMPDIR on a tmpfs (/dev/shm), timing only.", ""]
         out.append("| | ADD wall ms | DEL wall ms | CPU s ADD / DEL | failures ADD/DEL | distinct addresses | peak Σ RSS | peak processes | peak extracted (TMPDIR) | veths left |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for label in ("ours", "reference"):
+        for label in ("ours", "reference", "ours, TMPDIR on tmpfs"):
             b = res.burst.get(label)
             if not b or not b.get("add_wall"):
                 continue
             out.append(f"| {label} | {statistics.median(b['add_wall']):.0f} | {statistics.median(b['del_wall']):.0f} | "
                        f"{statistics.median(b['add_cpu']) / 1e3:.1f} / {statistics.median(b['del_cpu']) / 1e3:.1f} | "
-                       f"{b['add_failures']}/{b['del_failures']} | {min(b['distinct'])} of {n} | {b.get('peak_rss', 0) / MB:.0f} MB | "
-                       f"{b.get('peak_procs', 0)} | {b.get('peak_extracted', 0) / MB:.0f} MB | {b.get('leftover_veths', 0)} |")
+                       f"{b['add_failures']}/{b['del_failures']} | {min(b['distinct'])} of {n} | {_mb(b, 'peak_rss')} | "
+                       f"{b.get('peak_procs', 0) or '–'} | {_mb(b, 'peak_extracted', 'samples')} | {b.get('leftover_veths', 0)} |")
         ours, ref = res.burst.get("ours"), res.burst.get("reference")
         if ours and ref and ours.get("add_wall") and ref.get("add_wall"):
             med = statistics.median
@@ -107,7 +115,7 @@ def markdown(res, env) -> str:
                        f"{med(ours['del_wall']) / med(ref['del_wall']):.2f}x | "
                        f"{med(ours['add_cpu']) / med(ref['add_cpu']):.1f}x / {med(ours['del_cpu']) / med(ref['del_cpu']):.1f}x | | | "
                        f"{(ours.get('peak_rss', 0) / max(ref.get('peak_rss', 1), 1)):.1f}x | | | |")
-        for label in ("ours", "reference"):
+        for label in ("ours", "reference", "ours, TMPDIR on tmpfs"):
             b = res.burst.get(label) or {}
             if b.get("errors"):
                 out.append(f"\nFirst errors ({label}): " + "; ".join(f"`{e.strip()}`" for e in b["errors"][:3]))
@@ -138,6 +146,8 @@ def plot(res, path: str) -> bool:
     except ImportError:
         return False
     scenarios = [s for s in _scenarios(res) if res.samples.get((s, "ours")) and not s.startswith("TMPDIR on ")]
+    if not scenarios:
+        return False
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(scenarios)), 5.5))
     positions, data, colors = [], [], []
     for i, scenario in enumerate(scenarios):

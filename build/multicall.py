@@ -18,9 +18,14 @@ hygiene a onefile binary needs (docs/build.md, "Runtime hygiene"):
   (marker file), owned by our uid, older than a minute, whose bootloader pid
   is gone.
 
-Import discipline: only os and sys at module level; VERSION is answered from
-a table written at build time (cni_multi_table) by common.version, so it
-imports json and nothing of the plugins or the protocol layer.
+Start-up cost (docs/performance.md, "What the build does"): only os and sys at
+module level; VERSION is answered from a table written at build time
+(cni_multi_table) by common.version, importing json and nothing of the
+plugins or the protocol layer.  Before a plugin runs: the cyclic collector is
+off while it imports, @dataclass gets methods compiled at build time, imports
+read the archive through one descriptor, rarely used extension modules are
+extracted when first imported; at the end the process exits without tearing
+the interpreter down.
 """
 import os
 import sys
@@ -142,7 +147,7 @@ def pin_archive() -> None:
     imports.  `make install` replaces binaries by rename; a plugin that is
     running then would read the new file at the old offsets.  /proc/self/exe
     stays on the inode we were started from.  pread on one descriptor is also
-    cheaper than an open/seek/read/close per module (about 170 on ADD).
+    cheaper than an open/seek/read/close per module (90 on a bridge ADD).
     """
     archive = getattr(sys.modules.get("pyimod02_importers"), "pyz_archive", None)
     if archive is None or not hasattr(archive, "_filename") or not hasattr(archive, "_start_offset"):
@@ -245,7 +250,7 @@ def _precompiled_dataclasses() -> None:
     """Give @dataclass the methods it would compile, compiled at build time.
 
     dataclasses builds __init__, __repr__, __eq__, ... as source text and
-    exec()s it: about 160 compilations, 7 ms of every ADD (docs/performance.md).
+    exec()s it: over 100 compilations, 7 ms of every ADD (docs/performance.md).
     build/gen.py recorded those texts with their code; the text stays the key,
     so a class the build did not see is compiled as before.
     """

@@ -1,0 +1,147 @@
+"""python -m bench.ladder: what each start-up measure of the build buys (docs/performance.md, "The ladder").
+
+Builds six variants of the binary from copies of the source tree, each one
+measure fewer than the next, and times them interleaved (wall and CPU):
+
+  A  startup-cost.md's recipe (strip, excludes, no inspect/multiprocessing hooks,
+     uncompressed CArchive) on the code before this work: the plugin is imported
+     even for VERSION, pkgutil's runtime hook runs first, netns uses ctypes,
+     pyroute2.config loads multiprocessing and platform, firewall imports subprocess
+  B  + VERSION answered from the build's table by common.version; pkgutil's hook late
+  C  + no ctypes (common/libc.py), the light pyroute2.config, subprocess on demand
+  D  + cyclic GC off while importing, exit without interpreter teardown, imports read
+     through one pinned descriptor
+  E  + @dataclass methods compiled at build time
+  F  + 13 extension modules extracted on demand, PYZ stored uncompressed (= make build)
+
+Slow (six PyInstaller builds); not part of `make bench`.  Needs root.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.run import Impl, inside
+from conformance.netenv import Netns
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEFORE = "ab19115"  # the commit before this work: common/ as it was
+OLD_COMMON = ["common/skel.py", "common/version.py", "common/netns.py", "common/firewall.py", "common/netlink/core.py"]
+STEPS = "ABCDEF"
+
+
+def _patch(path: str, old: str, new: str) -> None:
+    with open(path) as f:
+        text = f.read()
+    if old not in text:
+        raise SystemExit(f"ladder: {path} no longer contains {old[:60]!r}; update bench/ladder.py")
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+
+
+def make_tree(step: str, root: str) -> str:
+    tree = os.path.join(root, step)
+    ignore = shutil.ignore_patterns(".venv", ".git", "dist", "work", "__pycache__", "out", "tests", "stress", "demo")
+    shutil.copytree(REPO, tree, ignore=ignore)
+    spec, entry = os.path.join(tree, "build", "cni-multi.spec"), os.path.join(tree, "build", "multicall.py")
+    if step < "F":  # extensions extracted at start, PYZ compressed (level 6 in build())
+        _patch(spec, 'LAZY_EXTENSIONS = ["_ssl", "unicodedata", "_datetime", "_pickle", "_heapq", "_multiprocessing", "_posixshmem", "_queue", "_uuid",\n                   "grp", "mmap", "resource", "termios"]', "LAZY_EXTENSIONS = []")
+    if step < "E":
+        _patch(entry, "    try:\n        import cni_multi_dccache as cache", "    return\n    try:\n        import cni_multi_dccache as cache")
+    if step < "D":
+        _patch(entry, "    gc.disable()  # until", "    pass  # until")
+        _patch(entry, "    gc.freeze()\n    gc.enable()", "    pass")
+        _patch(entry, "    _exit_now(rc)\n", "    sys.exit(rc)\n")
+        _patch(entry, "    pin_archive()\n", "")
+    if step < "C":
+        for path in OLD_COMMON[2:]:
+            with open(os.path.join(tree, path), "w") as f:
+                f.write(subprocess.run(["git", "-C", REPO, "show", f"{BEFORE}:{path}"], capture_output=True, text=True, check=True).stdout)
+        _patch(spec, '    "_hashlib", "ctypes",', '    "_hashlib",')
+    if step < "B":
+        for path in OLD_COMMON[:2]:
+            with open(os.path.join(tree, path), "w") as f:
+                f.write(subprocess.run(["git", "-C", REPO, "show", f"{BEFORE}:{path}"], capture_output=True, text=True, check=True).stdout)
+        _patch(entry, '    if "versions" in entry and command == "VERSION":', '    if False:')
+        _patch(spec, 'DROP_RTHOOKS = {"pyi_rth_inspect", "pyi_rth_multiprocessing", "pyi_rth_pkgutil"}', 'DROP_RTHOOKS = {"pyi_rth_inspect", "pyi_rth_multiprocessing"}')
+    return tree
+
+
+def build(step: str, tree: str) -> str:
+    py = os.path.join(REPO, ".venv", "bin", "python")
+    gen = os.path.join(tree, "build", "work", "cni-multi", "gen")
+    subprocess.run([py, os.path.join(tree, "build", "gen.py"), gen], check=True, capture_output=True)
+    env = dict(os.environ, PYTHONHASHSEED="0", PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0" if step == "F" else "6")
+    subprocess.run([py, "-m", "PyInstaller", "--noconfirm", "--log-level", "ERROR", "--distpath", os.path.join(tree, "out"),
+                    "--workpath", os.path.join(tree, "build", "work"), os.path.join(tree, "build", "cni-multi.spec")],
+                   check=True, capture_output=True, env=env, cwd=tree)
+    out = os.path.join(tree, "out")
+    for name in ("host-local", "bridge"):
+        os.symlink("cni-multi", os.path.join(out, name))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=15)
+    parser.add_argument("--out", default=os.path.join(REPO, "bench", "out"))
+    args = parser.parse_args(argv)
+    root = tempfile.mkdtemp(prefix="cni-ladder-")
+    results: dict[str, dict[str, list]] = {}
+    sizes = {}
+    try:
+        impls = []
+        for step in STEPS:
+            t = time.monotonic()
+            out = build(step, make_tree(step, root))
+            sizes[step] = os.path.getsize(os.path.join(out, "cni-multi"))
+            rt = os.path.join(root, f"rt-{step}")
+            os.mkdir(rt, 0o700)
+            impls.append(Impl(step, out, rt))
+            print(f"ladder: built {step} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+        with Netns("ln") as node:
+            for i in range(args.iterations):
+                order = impls if i % 2 == 0 else impls[::-1]
+                for impl in order:
+                    with Netns("lc") as container:
+                        hl = {"cniVersion": "1.0.0", "name": "ladder", "ipam": {"type": "host-local", "subnet": "10.215.0.0/16",
+                                                                                 "dataDir": os.path.join(root, "data-" + impl.label)}}
+                        br = {"cniVersion": "1.0.0", "name": "ladderbr", "type": "bridge", "bridge": "cniladder0", "isGateway": True,
+                              "ipam": {"type": "host-local", "subnet": "10.216.0.0/16", "dataDir": os.path.join(root, "data-" + impl.label)}}
+                        runs = [("VERSION", impl.run("host-local", "VERSION", b"{}"))]
+                        runs += [(f"host-local {c}", impl.run("host-local", c, hl, f"l{i}", container.path)) for c in ("ADD", "DEL")]
+                        with inside(node):
+                            runs += [(f"bridge {c}", impl.run("bridge", c, br, f"b{i}", container.path)) for c in ("ADD", "DEL")]
+                    for name, (wall, cpu, rc, out) in runs:
+                        if rc != 0:
+                            raise SystemExit(f"ladder: {impl.label} {name} failed: {out[:300]!r}")
+                        results.setdefault(impl.label, {}).setdefault(name, []).append((wall, cpu))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    commands = ["VERSION", "host-local ADD", "host-local DEL", "bridge ADD", "bridge DEL"]
+    lines = ["| step | size MB | " + " | ".join(f"{c} wall / CPU ms" for c in commands) + " |", "|---|---:|" + "---:|" * len(commands)]
+    for step in STEPS:
+        cells = []
+        for c in commands:
+            samples = results[step][c]
+            cells.append(f"{statistics.median(w for w, _ in samples):.1f} / {statistics.median(u for _, u in samples):.1f}")
+        lines.append(f"| {step} | {sizes[step] / 1048576:.1f} | " + " | ".join(cells) + " |")
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    text = "\n".join(lines) + f"\n\n{args.iterations} runs each, interleaved; load average at the end {load}.\n"
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "ladder.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "ladder.json"), "w") as f:
+        json.dump({"sizes": sizes, "results": results}, f)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
