@@ -35,15 +35,21 @@ def _ratio(res, scenario: str):
     return ours["median"] / ref["median"]
 
 
+def _cpu_ratio(res, scenario: str) -> str:
+    ours, ref = res.stats(scenario, "ours"), res.stats(scenario, "reference")
+    return f"{ours['cpu'] / ref['cpu']:.2f}x" if ours and ref and ref["cpu"] else ""
+
+
 def targets(res, env) -> list[tuple[str, str, bool | None, str]]:
+    """(target, measured, met, the same on CPU time: what machine load barely moves)."""
     rows = []
     v = res.stats("host-local VERSION", "ours")
     if v:
-        rows.append(("VERSION median <= 40 ms", f"{v['median']:.1f} ms", v["median"] <= 40, ""))
+        rows.append(("VERSION median <= 40 ms", f"{v['median']:.1f} ms", v["median"] <= 40, f"{v['cpu']:.1f} ms"))
     for scenario, limit in (("bridge ADD", 6.0), ("bridge DEL", 2.5)):
         r = _ratio(res, scenario)
         if r is not None:
-            rows.append((f"{scenario} median <= {limit:g}x reference", f"{r:.2f}x", r <= limit, ""))
+            rows.append((f"{scenario} median <= {limit:g}x reference", f"{r:.2f}x", r <= limit, _cpu_ratio(res, scenario)))
     ours, ref = res.burst.get("ours"), res.burst.get("reference")
     if ours and ref and ours.get("add_wall") and ref.get("add_wall"):
         n = env.get("burst", 110)
@@ -51,10 +57,12 @@ def targets(res, env) -> list[tuple[str, str, bool | None, str]]:
                      ours["add_failures"] == 0 and ours["del_failures"] == 0, ""))
         rows.append((f"{n}-pod burst: distinct addresses", f"{min(ours['distinct'])} distinct of {n}", min(ours["distinct"]) == n, ""))
         r = statistics.median(ours["add_wall"]) / statistics.median(ref["add_wall"])
-        rows.append((f"{n}-pod burst: ADD wall <= 6x reference", f"{r:.2f}x", r <= 6, ""))
+        cpu = statistics.median(ours["add_cpu"]) / statistics.median(ref["add_cpu"])
+        rows.append((f"{n}-pod burst: ADD wall <= 6x reference", f"{r:.2f}x", r <= 6, f"{cpu:.2f}x"))
     for scenario in _scenarios(res):
         if scenario.startswith("host-local ADD, /16 with ") and (r := _ratio(res, scenario)) is not None:
-            rows.append((f"{scenario.split(', ')[1]}: host-local ADD no slower than the reference", f"{r:.2f}x", r <= 1.0, ""))
+            rows.append((f"{scenario.split(', ')[1]}: host-local ADD no slower than the reference", f"{r:.2f}x", r <= 1.0,
+                         _cpu_ratio(res, scenario)))
     size = env.get("binary_bytes", 0)
     rows.append(("binary <= 25 MB", f"{size / MB:.1f} MB", size <= 25 * MB, ""))
     return rows
@@ -123,9 +131,10 @@ def markdown(res, env) -> str:
         out += ["", "## The exhausted /16", "", "| | code | message |", "|---|---|---|"]
         for label, e in res.exhausted.items():
             out.append(f"| {label} | {e['code']} | {e['msg']} |")
-    out += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for name, measured, met, _ in targets(res, env):
-        out.append(f"| {name} | {measured} | {'yes' if met else 'NO'} |")
+    out += ["", "## Targets", "", "Judged on wall-clock medians; the last column is the same figure on CPU time.", "",
+            "| target | measured | met | on CPU time |", "|---|---|---|---|"]
+    for name, measured, met, cpu in targets(res, env):
+        out.append(f"| {name} | {measured} | {'yes' if met else 'NO'} | {cpu or '–'} |")
     failures = {k: v for k, v in res.failures.items() if v}
     if failures:
         out += ["", "## Failed runs", ""]
