@@ -169,6 +169,11 @@ class DiskStore:
             if name == "lock" or name.startswith(LAST_RESERVED):
                 continue
             self.taken.add(name)
+        for name in [ip for ip in self.index if ip not in self.taken]:
+            # index links of a record that is gone (a release killed between its two unlinks,
+            # or an older version's order): nothing refers to them any more
+            for _, _, entry in self.index.pop(name):
+                self._unlink(entry)
 
     # --- the Store interface used by the allocator ----------------------------
 
@@ -192,9 +197,13 @@ class DiskStore:
             entry = f"{INDEX_PREFIX}{h}.{self.boot}.{name}"
             try:
                 os.link(tmp, entry, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd, follow_symlinks=False)
-                self.index.setdefault(name, []).append((h, self.boot, entry))
             except FileExistsError:
-                pass  # a stale index entry of the same owner: it names this very address
+                # a stale index link of the same owner and address, on the old record's inode: replace it,
+                # or the owner's DEL would not recognise the new record as its own
+                self._unlink(entry)
+                os.link(tmp, entry, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd, follow_symlinks=False)
+            entries = [e for e in self.index.get(name, []) if e[2] != entry]
+            self.index[name] = entries + [(h, self.boot, entry)]
         except OSError as err:
             raise _io_error(f"reserving {name}", err) from None
         finally:
@@ -243,24 +252,29 @@ class DiskStore:
         self._drop(str(ip))
 
     def _drop(self, name: str) -> None:
-        self._unlink(name)
+        # index links first: a kill in between leaves a record without its index, which DEL and GC
+        # still find by reading it (as they find the reference's), never an index link without a record
         for _, _, entry in self.index.pop(name, ()):
             self._unlink(entry)
+        self._unlink(name)
         self.taken.discard(name)
 
     def _owned(self, container_id: str, ifname: str) -> list[Allocation]:
         h = owner_hash(container_id, ifname)
         want, legacy = f"{container_id}\r\n{ifname}", container_id
         found = []
+        stale = set()  # our index link names the address, but the record is another file now: read it
         for name, entries in self.index.items():
             for eh, boot, entry in entries:
                 if eh == h and name in self.taken:
                     st = self._stat(name)
                     if st is not None and self._same_inode(entry, st):
                         found.append(Allocation(parse_ip(name), container_id, ifname, boot, st.st_ctime))
+                    elif st is not None:
+                        stale.add(name)
         # records without an index link were written by another implementation: read those
         legacy_found = []
-        for name in self.taken.difference(self.index):
+        for name in self.taken.difference(self.index) | stale.difference(str(a.ip) for a in found):
             record = self._read(name, with_stat=True)
             if record is None:
                 continue

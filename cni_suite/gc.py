@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import stat
 import subprocess
 
 from common import skel
@@ -73,14 +74,29 @@ def _crictl() -> set[str] | None:
     data = _json_from(["crictl", "pods", "-o", "json"])
     if not isinstance(data, dict):
         return None
-    return {pod["id"] for pod in data.get("items", []) if pod.get("state") == "SANDBOX_READY"}
+    items = data.get("items", [])
+    if type(items) is not list:
+        return None
+    # a runtime's output is input too: entries of another shape are skipped, never a crash
+    return {pod["id"] for pod in items if type(pod) is dict and pod.get("state") == "SANDBOX_READY" and type(pod.get("id")) is str}
 
 
 def _podman() -> set[str] | None:
     data = _json_from(["podman", "ps", "--format", "json"])
     if not isinstance(data, list):
         return None
-    return {c.get("Id") or c.get("ID") for c in data if c.get("Id") or c.get("ID")}
+    return {c.get("Id") or c.get("ID") for c in data if type(c) is dict and type(c.get("Id") or c.get("ID")) is str}
+
+
+def _read_regular(path: str, limit: int = 1 << 20) -> bytes:
+    """A regular file's first `limit` bytes; never follows a symlink or blocks on a FIFO (OSError otherwise)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def _cache(directory: str | None = None) -> set[str] | None:
@@ -91,9 +107,10 @@ def _cache(directory: str | None = None) -> set[str] | None:
     live = set()
     for name in os.listdir(directory):
         try:
-            with open(os.path.join(directory, name), "rb") as f:
-                entry = json.loads(f.read(1 << 20))
+            entry = json.loads(_read_regular(os.path.join(directory, name)))
         except (OSError, ValueError):
+            continue
+        if type(entry) is not dict:
             continue
         netns, cid = entry.get("netns") or "", entry.get("containerId") or ""
         if cid and netns and os.path.exists(netns):

@@ -53,12 +53,17 @@ def _scratch(conf: VxlanConf, args) -> str:
 
 def add(args: skel.CmdArgs) -> Result:
     conf = VxlanConf.load(args.config)
+    scratch = _scratch(conf, args)
+    if _saved(scratch) is not None:
+        # a second ADD would overwrite the saved config and, failing, take the live attachment's records with it
+        raise CNIError(Code.DUPLICATE_ALLOCATION, f"{args.container_id}/{args.ifname} is already attached to network {conf.name}",
+                       "DEL it before adding it again")
+    _validate_delegate(conf, args)
     with netlink.host() as nl:
         state = node.converge(conf, nl)
         mtu = state.device.mtu
     delegate = delegate_config(conf, state.lease, mtu, args.config)
     invoke.check_available(delegate["type"], args)
-    scratch = _scratch(conf, args)
     # saved before delegating: a DEL after a crash still knows what to undo
     node.write_json(scratch, {"device": conf.device, "delegate": delegate})
     try:
@@ -68,6 +73,34 @@ def add(args: skel.CmdArgs) -> Result:
         raise
     # the VXLAN device is a host-side interface of this attachment too
     return result.with_(interfaces=result.interfaces + (Interface(state.device.name, state.device.mac),))
+
+
+def _validate_delegate(conf: VxlanConf, args) -> None:
+    """Refuse a delegate or ipam section that cannot work before converging: that creates the device and takes a lease.
+
+    The delegate config is built as ADD will build it, with the first
+    leasable subnet standing in for the lease, and checked by our bridge's
+    and host-local's own config loaders (a foreign delegate checks its own).
+    """
+    from ipaddress import ip_address
+
+    from cni_vxlan.conf import Peer
+    from cni_vxlan.store import Lease
+
+    stand_in = Lease(Peer(conf.node_name, ip_address("0.0.0.0"), conf.subnet_min, ""), 0)
+    probe = delegate_config(conf, stand_in, conf.mtu or 1500, args.config)
+    invoke.check_available(probe["type"], args)
+    if probe["type"] != "bridge" or invoke.in_process("bridge", args.environ) is None:
+        return
+    from cni_bridge.conf import BridgeConf
+    from cni_hostlocal_ipam.conf import IPAMConf
+
+    sub = replace(args, config=probe)
+    bridge_conf = BridgeConf.load(sub)
+    if bridge_conf.layer3:
+        invoke.check_available(bridge_conf.ipam_type, sub)
+        if bridge_conf.ipam_type == "host-local":
+            IPAMConf.load(sub)
 
 
 def _saved(path: str) -> tuple[str, dict] | None:

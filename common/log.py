@@ -22,18 +22,38 @@ class _Context(logging.Filter):
         return True
 
 
-def setup(plugin: str, container: str = "", level: str | None = None, path: str | None = None, stream=None) -> None:
+def setup(plugin: str, container: str = "", level=None, path=None, stream=None) -> None:
+    """Log to stderr, or to `path`; settings that cannot be used are reported, never fatal.
+
+    level and path come from the untrusted config: a wrong type or a file
+    that cannot be opened must not turn an ADD or a DEL into an internal
+    error (a DEL that fails over its log file would leak the pod's address).
+    """
+    problems = []
     level = os.environ.get("CNI_LOG_LEVEL") or level or "warning"
+    if type(level) is not str or level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"logLevel {level!r} is not one of debug, info, warning, error")
+        level = "warning"
     path = os.environ.get("CNI_LOG_FILE") or path
+    if path is not None and type(path) is not str:
+        problems.append(f"logFile {path!r} is not a path")
+        path = None
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    handler: logging.Handler | None = None
     if path:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        handler: logging.Handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
-    else:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except (OSError, ValueError) as err:  # ValueError: an embedded NUL
+            problems.append(f"cannot open logFile {path!r} ({getattr(err, 'strerror', None) or err}): logging to stderr")
+        else:
+            handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
+    if handler is None:
         handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.addFilter(_Context(plugin, container[:12]))
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.WARNING))
+    for problem in problems:
+        logging.getLogger(__name__).warning("%s", problem)

@@ -1,0 +1,5 @@
+import sys
+
+from stress.harness import main
+
+sys.exit(main())

@@ -1,0 +1,566 @@
+"""The bad-input matrix: hostile or broken input for host-local, bridge and vxlan.
+
+Each case names the plugin, what is wrong, the command, the code it must get
+and a fragment of the message.  tests/test_bad_input.py runs every case as a
+real plugin call inside a node namespace holding one working pod, and checks
+that the call fails with exactly one CNI error document and that the node,
+both pods and every file under the test's directory (the state directories
+and a canary outside them) are byte-for-byte what they were.  Cases marked
+control must succeed; they guard against over-rejection where the safe
+answer is to carry on (a planted last_reserved_ip symlink, a malformed
+prevResult on DEL).
+
+docs/bad-input.md is generated from CASES:
+    .venv/bin/python -m tests.badinput --write
+and a test fails when the file is out of date.  Row numbers refer to the
+bad-input matrix in /work/shared/docs/reliability-security.md, section 4.
+"""
+import copy
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from conformance.netenv import Netns, Outcome, ns_state, tree_state
+
+IFNAME = "eth0"
+SUBNET = "10.161.0.0/24"
+OVERLAY = "198.19.0.0/16"
+NODE_UPLINK = "192.0.2.1"
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bad-input.md")
+
+
+# --- the world a case runs in -------------------------------------------------------
+
+
+class World:
+    """A node namespace with an uplink named eth0 and one working pod ("seed"), a second pod, and a canary outside dataDir."""
+
+    def __init__(self, plugin: str, bin_dir: str, make_netns, tmp_path, seed: bool = True):
+        self.plugin = plugin
+        self.bin_dir = bin_dir
+        self.binary = os.path.join(bin_dir, plugin)
+        self.tmp = str(tmp_path)
+        self.state = os.path.join(self.tmp, "state")
+        os.mkdir(self.state, 0o700)
+        self.outside = os.path.join(self.tmp, "outside")
+        os.mkdir(self.outside, 0o700)
+        self.canary = os.path.join(self.outside, "canary")
+        with open(self.canary, "w") as f:
+            f.write("canary: must never change\n")
+        self.node = make_netns("n")
+        # the node's own eth0: what a DEL in the wrong namespace would destroy (no dummy module here: a veth)
+        self.node.ip("link", "add", "eth0", "type", "veth", "peer", "name", "uplink0")
+        self.node.ip("addr", "add", f"{NODE_UPLINK}/24", "dev", "eth0")
+        self.node.ip("link", "set", "eth0", "up")
+        self.node.ip("link", "set", "uplink0", "up")
+        self.node.ip("route", "add", "default", "via", "192.0.2.254")
+        self.pod = make_netns("c")
+        self.pod2 = make_netns("c")
+        self.seed_result = None
+        if seed:
+            out = self.run("ADD", self.conf(), cid="seed", netns=self.pod.path)
+            assert out.ok, f"the good {plugin} config must work: {out}"
+            self.seed_result = out.json
+
+    @property
+    def ipam_dir(self) -> str:
+        return os.path.join(self.state, "ipam")
+
+    @property
+    def net_dir(self) -> str:
+        """host-local's directory of the network."""
+        return os.path.join(self.ipam_dir, "badnet")
+
+    def conf(self) -> dict:
+        ipam = {"type": "host-local", "subnet": SUBNET, "dataDir": self.ipam_dir}
+        if self.plugin == "host-local":
+            return {"cniVersion": "1.1.0", "name": "badnet", "ipam": ipam}
+        if self.plugin == "bridge":
+            return {"cniVersion": "1.1.0", "name": "badnet", "type": "bridge", "bridge": "cnibad0", "isGateway": True, "ipMasq": True,
+                    "dataDir": os.path.join(self.state, "bridge"), "ipam": ipam}
+        peers = [{"node": "n1", "vtep": NODE_UPLINK, "subnet": "198.19.1.0/24"}, {"node": "n2", "vtep": "192.0.2.2", "subnet": "198.19.2.0/24"}]
+        return {"cniVersion": "1.1.0", "name": "badnet", "type": "vxlan", "network": OVERLAY, "nodeName": "n1", "peerSource": "static",
+                "peers": peers, "dataDir": os.path.join(self.state, "vxlan"), "ipam": {"dataDir": self.ipam_dir}}
+
+    def env(self, command: str, cid: str = "bad1", netns: str | None = None, ifname: str = IFNAME) -> dict:
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command, "CNI_PATH": self.bin_dir}
+        if command in ("ADD", "DEL", "CHECK"):
+            env.update(CNI_CONTAINERID=cid, CNI_NETNS=self.pod2.path if netns is None else netns, CNI_IFNAME=ifname)
+        return env
+
+    def run(self, command: str, config, cid: str = "bad1", netns: str | None = None, env: dict | None = None, stdin: bytes | None = None,
+            mount_script: str = "", script_args: tuple = ()) -> Outcome:
+        """The plugin in the node; with mount_script, in a private mount namespace of its own where the script ran first.
+
+        The script gets the plugin as $1 and script_args as $2...; it must end by running "$1" (which reads our stdin).
+        """
+        full = self.env(command, cid, netns)
+        for key, value in (env or {}).items():
+            if value is None:
+                full.pop(key, None)
+            else:
+                full[key] = value
+        data = stdin if stdin is not None else json.dumps(config).encode()
+        argv = ["ip", "netns", "exec", self.node.name, self.binary]
+        if mount_script:
+            # mounts made here live and die with this one process (unshare -m: private propagation)
+            argv[4:] = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount_script, "sh", self.binary, *script_args]
+        proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full, timeout=60, cwd=self.tmp)
+        return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+    def snapshot(self) -> dict:
+        files = tree_state(self.tmp)
+        for name, (mode, size, digest) in files.items():
+            if os.path.basename(name).startswith("last_reserved_ip."):
+                # the round-robin cursor moves on failed ADDs as in the reference (its differential test pins the order);
+                # the harness notes (section 8.1) ignore its content
+                files[name] = (mode, None, None)
+        return {"node": ns_state(self.node), "pod": ns_state(self.pod), "pod2": ns_state(self.pod2), "files": files}
+
+
+# --- cases -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    plugin: str  # host-local, bridge or vxlan
+    what: str
+    code: int  # 0: a control case, which must succeed
+    fragment: str  # in the error's msg (lower-cased comparison)
+    command: str = "ADD"
+    conf: Callable | None = None  # conf(config, world) changes the good config in place
+    stdin: Callable | bytes | None = None  # raw stdin instead of the config
+    env: dict = field(default_factory=dict)  # overrides; None removes; a callable gets the world
+    setup: Callable | None = None  # setup(world): planted files, before the snapshot
+    check: Callable | None = None  # check(world, outcome): more assertions (control cases, canaries)
+    cid: str = "bad1"
+    seed: bool = True
+    row: str = ""  # the matrix row(s)
+
+    def stdin_for(self, world: World) -> bytes | None:
+        return self.stdin(world) if callable(self.stdin) else self.stdin
+
+    def env_for(self, world: World) -> dict:
+        return {k: (v(world) if callable(v) else v) for k, v in self.env.items()}
+
+    def config_for(self, world: World) -> dict:
+        config = world.conf()
+        if self.command == "CHECK" and world.seed_result is not None:
+            config["prevResult"] = copy.deepcopy(world.seed_result)
+        if self.conf is not None:
+            self.conf(config, world)
+        return config
+
+
+def put(path: str, value) -> Callable:
+    """A conf change: set a dotted key ("ipam.subnet")."""
+    def change(config, world):
+        target = config
+        *parents, last = path.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[last] = value
+    return change
+
+
+def drop(path: str) -> Callable:
+    def change(config, world):
+        target = config
+        *parents, last = path.split(".")
+        for p in parents:
+            target = target[p]
+        target.pop(last, None)
+    return change
+
+
+def both(*changes) -> Callable:
+    def change(config, world):
+        for c in changes:
+            c(config, world)
+    return change
+
+
+def good_json(world: World) -> bytes:
+    return json.dumps(world.conf()).encode()
+
+
+def replace_bytes(old: bytes, new: bytes) -> Callable:
+    return lambda world: good_json(world).replace(old, new, 1)
+
+
+def ipam_key(plugin: str, key: str) -> str:
+    """The dotted path of a host-local key in each plugin's config (vxlan merges its ipam section into the delegate's)."""
+    return f"ipam.{key}"
+
+
+# --- planted files (setup) and their canaries (check) ---------------------------------
+
+
+def plant_symlink(name: str, target: str = "canary") -> Callable:
+    """A symlink in host-local's network directory pointing outside (to the canary, or to a path that must not appear)."""
+    def setup(world):
+        os.symlink(os.path.join(world.outside, target), os.path.join(world.net_dir, name))
+    return setup
+
+
+def symlinked_dir(which: str) -> Callable:
+    """<dataDir>/<network> replaced by a symlink to a directory outside, holding a copy of nothing."""
+    def setup(world):
+        base = {"ipam": world.ipam_dir, "bridge": os.path.join(world.state, "bridge"), "vxlan": os.path.join(world.state, "vxlan")}[which]
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        victim = os.path.join(world.outside, f"{which}-net")
+        os.mkdir(victim, 0o700)
+        real = os.path.join(base, "badnet")
+        if os.path.isdir(real):
+            os.rename(real, os.path.join(base, "moved-away"))
+        os.symlink(victim, real)
+    return setup
+
+
+def chmod_net_dir(mode: int) -> Callable:
+    def setup(world):
+        os.chmod(world.net_dir, mode)
+    return setup
+
+
+def chown_net_dir(world) -> None:
+    os.chown(world.net_dir, 65534, 65534)
+
+
+def nothing_outside(world, outcome) -> None:
+    """The canary is untouched and nothing was created outside the state directory."""
+    with open(world.canary) as f:
+        assert f.read() == "canary: must never change\n"
+    assert sorted(os.listdir(world.outside)) == sorted(n for n in os.listdir(world.outside) if n == "canary" or n.endswith("-net")), os.listdir(world.outside)
+    for name in os.listdir(world.outside):
+        if name.endswith("-net"):
+            assert os.listdir(os.path.join(world.outside, name)) == [], f"{name} got {os.listdir(os.path.join(world.outside, name))}"
+
+
+def control_last_reserved(world, outcome) -> None:
+    """Allocation went on; the planted hint was replaced by a file of ours, never written through."""
+    nothing_outside(world, outcome)
+    path = os.path.join(world.net_dir, "last_reserved_ip.0")
+    assert not os.path.islink(path) and os.path.isfile(path)
+    assert not os.path.exists(os.path.join(world.outside, "gone")), "a dangling symlink's target was created"
+
+
+def control_ip_symlink(world, outcome) -> None:
+    """An IP-named symlink counts as taken: that address is not handed out, and the link is left alone."""
+    nothing_outside(world, outcome)
+    assert outcome.json["ips"][0]["address"] != "10.161.0.3/24"
+    assert os.path.islink(os.path.join(world.net_dir, "10.161.0.3"))
+
+
+def control_del_released(world, outcome) -> None:
+    """A DEL that had to succeed released the seed's address."""
+    assert not [n for n in os.listdir(world.net_dir) if n[0].isdigit()], os.listdir(world.net_dir)
+
+
+def vxlan_lock_symlink(world) -> None:
+    lock = os.path.join(world.state, "vxlan", "badnet", "lock")
+    if os.path.lexists(lock):
+        os.unlink(lock)
+    os.symlink(world.canary, lock)
+
+
+def warned(fragment: str) -> Callable:
+    """A control whose bad logging setting is reported on stderr, and whose symlinked log file was not followed."""
+    def check(world, outcome):
+        assert fragment in outcome.stderr.decode(errors="replace"), outcome
+        nothing_outside(world, outcome)
+    return check
+
+
+def log_symlink(world) -> None:
+    os.symlink(world.canary, os.path.join(world.state, "plugin.log"))
+
+
+def fifo_resolv(world) -> None:
+    os.mkfifo(os.path.join(world.outside, "resolv.fifo"))
+
+
+def not_a_dir_data_dir(world) -> None:
+    with open(os.path.join(world.outside, "file"), "w") as f:
+        f.write("x")
+
+
+def not_executable_ipam(world) -> None:
+    os.mkdir(os.path.join(world.outside, "cnibin"))
+    os.mkdir(os.path.join(world.outside, "cnibin", "host-local-dir"))
+
+
+def _wrong_prev_v020(config, world):
+    """A 0.2.0-shaped prevResult in a 1.1.0 config: no "ips", an "ip4" object instead."""
+    config["prevResult"] = {"cniVersion": "0.2.0", "ip4": {"ip": "10.161.0.2/24", "gateway": "10.161.0.1"}}
+
+
+def _prev_other_ip(config, world):
+    config["prevResult"]["ips"][0]["address"] = "10.161.0.200/24"
+
+
+HUGE = 5 << 20  # over the 4 MiB stdin cap
+
+
+def _cases() -> list[Case]:
+    cases: list[Case] = []
+    add = cases.append
+    short = {"host-local": "hl", "bridge": "br", "vxlan": "vx"}
+
+    # A. stdin and decoding, for every plugin (the protocol layer is shared; each binary must wire it up)
+    for plugin, p in short.items():
+        add(Case(f"{p}-stdin-empty", plugin, "empty stdin", 6, "failed to decode", stdin=b"", row="1"))
+        add(Case(f"{p}-stdin-truncated", plugin, "truncated JSON", 6, "failed to decode", stdin=lambda w: good_json(w)[:40], row="2"))
+        add(Case(f"{p}-stdin-null", plugin, "JSON null", 6, "failed to decode", stdin=b"null", row="4"))
+        add(Case(f"{p}-stdin-non-utf8", plugin, "non-UTF-8 bytes in the network name", 6, "failed to decode",
+                 stdin=replace_bytes(b'"badnet"', b'"bad\xffnet"'), row="5"))
+        add(Case(f"{p}-stdin-huge", plugin, "stdin over the 4 MiB cap", 5, "too large", stdin=lambda w: b" " * HUGE + good_json(w), row="10"))
+        add(Case(f"{p}-version-unsupported", plugin, 'cniVersion "9.9.9"', 1, "incompatible cni versions", conf=put("cniVersion", "9.9.9"), row="16"))
+    add(Case("br-stdin-array", "bridge", "top level is a list", 6, "failed to decode", stdin=b"[1, 2]", row="3"))
+    add(Case("br-stdin-surrogate", "bridge", "lone surrogate in a string", 6, "failed to decode",
+             stdin=replace_bytes(b'"cnibad0"', b'"cni\\ud800"'), row="6"))
+    add(Case("br-stdin-nan", "bridge", "NaN as a value", 6, "failed to decode", stdin=replace_bytes(b'"isGateway": true', b'"mtu": NaN'), row="7"))
+    add(Case("br-stdin-deep", "bridge", "nesting 100,000 deep", 6, "failed to decode", stdin=b"[" * 100000 + b"]" * 100000, row="8"))
+    add(Case("br-stdin-bigint", "bridge", "an integer of 5,000 digits", 6, "failed to decode",
+             stdin=replace_bytes(b'"isGateway": true', b'"mtu": ' + b"9" * 5000), row="9"))
+    add(Case("br-stdin-dupkey", "bridge", "duplicate key", 6, "failed to decode",
+             stdin=replace_bytes(b'"isGateway": true', b'"bridge": "other0", "isGateway": true'), row="11"))
+
+    # B. versions
+    add(Case("hl-version-inexact", "host-local", 'cniVersion "1.0" (not exact)', 1, "incompatible cni versions", conf=put("cniVersion", "1.0"), row="17"))
+    add(Case("vx-version-number", "vxlan", "cniVersion a number", 6, "invalid cniversion", conf=put("cniVersion", 1), row="19"))
+    add(Case("br-check-0.3.1", "bridge", "CHECK with 0.3.1", 1, "does not allow check", command="CHECK", conf=put("cniVersion", "0.3.1"), cid="seed",
+             env={"CNI_NETNS": lambda w: w.pod.path}, row="21"))
+    add(Case("br-check-garbage-version", "bridge", 'CHECK with cniVersion "abc"', 6, "invalid cniversion", command="CHECK", conf=put("cniVersion", "abc"),
+             cid="seed", env={"CNI_NETNS": lambda w: w.pod.path}, row="18"))
+    add(Case("hl-gc-1.0.0", "host-local", "GC with 1.0.0", 1, "does not allow gc", command="GC", conf=put("cniVersion", "1.0.0"), row="22"))
+    add(Case("vx-status-1.0.0", "vxlan", "STATUS with 1.0.0", 1, "does not allow status", command="STATUS", conf=put("cniVersion", "1.0.0"), row="22"))
+    add(Case("hl-two-v4-sets-0.2.0", "host-local", "two IPv4 range sets with 0.2.0", 1, "",
+             conf=both(put("cniVersion", "0.2.0"), drop("ipam.subnet"), put("ipam.ranges", [[{"subnet": SUBNET}], [{"subnet": "10.162.0.0/24"}]])), row="23"))
+
+    # C. environment variables
+    add(Case("hl-command-unknown", "host-local", "CNI_COMMAND=FROB", 4, "unknown cni_command", env={"CNI_COMMAND": "FROB"}, row="25"))
+    add(Case("vx-command-lowercase", "vxlan", "CNI_COMMAND=add (lower case)", 4, "unknown cni_command", env={"CNI_COMMAND": "add"}, row="25"))
+    add(Case("hl-env-all-missing", "host-local", "CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME all missing", 4,
+             "[cni_containerid,cni_netns,cni_ifname] missing", env={"CNI_CONTAINERID": None, "CNI_NETNS": None, "CNI_IFNAME": None}, row="27"))
+    add(Case("br-cid-empty", "bridge", "CNI_CONTAINERID empty", 4, "cni_containerid", env={"CNI_CONTAINERID": ""}, row="28"))
+    add(Case("vx-cid-dotdot", "vxlan", "CNI_CONTAINERID ../x (path escape)", 4, "cni_containerid", cid="../x", row="29"))
+    add(Case("hl-cid-slash", "host-local", "CNI_CONTAINERID a/b", 4, "cni_containerid", cid="a/b", row="29"))
+    add(Case("br-cid-newline", "bridge", "CNI_CONTAINERID with a newline", 4, "cni_containerid", cid="x\ny", row="29"))
+    add(Case("br-cid-10000", "bridge", "CNI_CONTAINERID of 10,000 characters", 4, "cni_containerid", cid="c" * 10000, row="30"))
+    add(Case("br-ifname-16", "bridge", "CNI_IFNAME of 16 bytes", 4, "cni_ifname", env={"CNI_IFNAME": "a" * 16}, row="31"))
+    add(Case("hl-ifname-utf8-16", "host-local", "CNI_IFNAME of 8 x é (16 bytes)", 4, "cni_ifname", env={"CNI_IFNAME": "é" * 8}, row="32"))
+    add(Case("hl-ifname-dotdot", "host-local", "CNI_IFNAME ..", 4, "cni_ifname", env={"CNI_IFNAME": ".."}, row="33"))
+    add(Case("vx-ifname-slash", "vxlan", "CNI_IFNAME with /", 4, "cni_ifname", env={"CNI_IFNAME": "a/b"}, row="34"))
+    add(Case("br-ifname-colon", "bridge", "CNI_IFNAME with :", 4, "cni_ifname", env={"CNI_IFNAME": "eth0:1"}, row="34"))
+    add(Case("br-ifname-template", "bridge", "CNI_IFNAME eth%d (a kernel name template)", 4, "cni_ifname", env={"CNI_IFNAME": "eth%d"}, row="35"))
+    add(Case("br-ifname-non-utf8", "bridge", "CNI_IFNAME with invalid UTF-8", 4, "cni_ifname", env={"CNI_IFNAME": b"eth\xff"}, row="36"))
+    add(Case("vx-ifname-empty", "vxlan", "CNI_IFNAME empty", 4, "cni_ifname", env={"CNI_IFNAME": ""}, row="37"))
+    add(Case("br-netns-missing-add", "bridge", "CNI_NETNS missing on ADD", 4, "cni_netns", env={"CNI_NETNS": None}, row="38"))
+    add(Case("br-netns-nonexistent", "bridge", "CNI_NETNS does not exist", 4, "cni_netns", env={"CNI_NETNS": "/run/netns/cnit-no-such-ns"}, row="39"))
+    add(Case("vx-netns-regular-file", "vxlan", "CNI_NETNS is a regular file", 4, "cni_netns", env={"CNI_NETNS": lambda w: w.canary}, row="40"))
+    add(Case("br-netns-directory", "bridge", "CNI_NETNS is a directory", 4, "cni_netns", env={"CNI_NETNS": lambda w: w.outside}, row="40"))
+    add(Case("hl-netns-mount-ns", "host-local", "CNI_NETNS is a mount namespace", 4, "cni_netns", env={"CNI_NETNS": "/proc/self/ns/mnt"}, row="41"))
+    add(Case("br-netns-own-add", "bridge", "CNI_NETNS is the plugin's own (/proc/self/ns/net), ADD", 4, "cni_netns",
+             env={"CNI_NETNS": "/proc/self/ns/net"}, row="42"))
+    add(Case("br-netns-own-del", "bridge", "CNI_NETNS is the plugin's own, DEL of a pod whose ifname is the node's eth0", 4, "cni_netns",
+             command="DEL", cid="seed", env={"CNI_NETNS": "/proc/self/ns/net"}, row="42"))
+    add(Case("vx-netns-node-path", "vxlan", "CNI_NETNS is the node's /run/netns path (the plugin's own under another name)", 4, "cni_netns",
+             env={"CNI_NETNS": lambda w: w.node.path}, row="42"))
+    add(Case("vx-netns-node-path-del", "vxlan", "the same on DEL", 4, "cni_netns", command="DEL", cid="seed",
+             env={"CNI_NETNS": lambda w: w.node.path}, row="42"))
+    add(Case("hl-netns-init", "host-local", "CNI_NETNS is the init namespace (/proc/1/ns/net)", 4, "cni_netns", env={"CNI_NETNS": "/proc/1/ns/net"}, row="42"))
+    add(Case("br-netns-relative", "bridge", "CNI_NETNS relative", 4, "cni_netns", env={"CNI_NETNS": "run/netns/x"}, row="43"))
+    add(Case("hl-path-missing-gc", "host-local", "CNI_PATH missing on GC", 4, "cni_path", command="GC", env={"CNI_PATH": None}, row="44"))
+    add(Case("br-args-bad-pair", "bridge", "CNI_ARGS with a pair that is not KEY=VALUE", 4, "cni_args", env={"CNI_ARGS": "IgnoreUnknown=1;=x"}, row="46"))
+    add(Case("br-args-bad-ip", "bridge", "CNI_ARGS IP=not-an-ip", 4, "", env={"CNI_ARGS": "IP=not-an-ip"}, row="48"))
+    add(Case("hl-args-huge", "host-local", "CNI_ARGS over 64 KiB", 4, "cni_args", env={"CNI_ARGS": "K=" + "v" * (65 << 10)}, row="49"))
+
+    # D. network and bridge config
+    add(Case("br-name-missing", "bridge", "network name missing", 7, "missing network name", conf=drop("name"), row="50"))
+    add(Case("hl-name-dotdot", "host-local", "network name ../x (path escape)", 7, "network name", conf=put("name", "../x"), row="51"))
+    add(Case("vx-name-slash", "vxlan", "network name a/b", 7, "network name", conf=put("name", "a/b"), row="51"))
+    add(Case("br-name-hidden", "bridge", "network name .hidden", 7, "network name", conf=put("name", ".hidden"), row="51"))
+    add(Case("hl-name-256", "host-local", "network name of 256 bytes", 7, "network name", conf=put("name", "n" * 256), row="52"))
+    add(Case("br-bridge-colon", "bridge", "bridge name with :", 7, "bridge", conf=put("bridge", "cni:0"), row="54"))
+    add(Case("br-bridge-dotdot", "bridge", "bridge name ..", 7, "bridge", conf=put("bridge", ".."), row="54"))
+    add(Case("br-bridge-is-lo", "bridge", "bridge names an existing non-bridge (lo)", 103, "not a bridge", conf=put("bridge", "lo"), row="56"))
+    add(Case("br-mtu-true", "bridge", "mtu true (a bool is not an int)", 7, "mtu", conf=put("mtu", True), row="14"))
+    add(Case("br-isgateway-string", "bridge", 'isGateway "yes"', 7, "isgateway", conf=put("isGateway", "yes"), row="14"))
+    add(Case("br-ipam-type-relative", "bridge", "ipam.type ../../../bin/true", 7, "plugin name", conf=put("ipam.type", "../../../bin/true"), row="62"))
+    add(Case("br-ipam-type-absolute", "bridge", "ipam.type /bin/true", 7, "plugin name", conf=put("ipam.type", "/bin/true"), row="62"))
+    add(Case("br-ipam-type-nul", "bridge", "ipam.type with a NUL", 7, "plugin name", conf=put("ipam.type", "host-local\0x"), row="62"))
+    add(Case("br-ipam-type-missing", "bridge", "ipam.type missing from CNI_PATH", 7, "missing from cni_path", conf=put("ipam.type", "cnit-no-such-ipam"), row="63"))
+    add(Case("br-ipam-type-dir", "bridge", "ipam.type names a directory in CNI_PATH", 7, "missing from cni_path",
+             conf=put("ipam.type", "host-local-dir"), setup=not_executable_ipam, env={"CNI_PATH": lambda w: os.path.join(w.outside, "cnibin")}, row="64"))
+    add(Case("br-datadir-relative", "bridge", "dataDir relative", 7, "datadir", conf=put("dataDir", "rel/bridge"), row="84"))
+    add(Case("br-datadir-dotdot", "bridge", "dataDir with ..", 7, "datadir", conf=lambda c, w: c.update(dataDir=w.state + "/../outside"), row="84"))
+    add(Case("vx-delegate-type-path", "vxlan", "delegate type ../../bin/true (a path)", 7, "plugin name", conf=put("delegate", {"type": "../../bin/true"}),
+             seed=False, row="62"))
+    add(Case("vx-delegate-type-missing", "vxlan", "delegate type missing from CNI_PATH", 7, "missing from cni_path",
+             conf=put("delegate", {"type": "cnit-no-such-plugin"}), seed=False, row="63"))
+
+    # E. host-local's ranges and files (through each plugin where it is reached)
+    for plugin, p in (("host-local", "hl"), ("bridge", "br")):
+        add(Case(f"{p}-subnet-banana", plugin, "subnet banana", 7, "invalid", conf=put("ipam.subnet", "banana"), row="67"))
+    add(Case("hl-no-ranges", "host-local", "no subnet and no ranges", 7, "no ip ranges", conf=drop("ipam.subnet"), row="66"))
+    add(Case("hl-subnet-host-bits", "host-local", "subnet with host bits", 7, "", conf=put("ipam.subnet", "10.161.0.5/24"), row="68"))
+    add(Case("hl-subnet-31", "host-local", "subnet /31 (too small)", 7, "", conf=put("ipam.subnet", "10.161.0.0/31"), row="69"))
+    add(Case("hl-rangeend-outside", "host-local", "rangeEnd outside the subnet", 7, "", conf=put("ipam.rangeEnd", "10.9.0.5"), row="71"))
+    add(Case("hl-start-after-end", "host-local", "rangeStart after rangeEnd", 7, "", conf=both(put("ipam.rangeStart", "10.161.0.50"), put("ipam.rangeEnd", "10.161.0.40")), row="72"))
+    add(Case("br-gateway-network", "bridge", "gateway = the network address", 7, "", conf=put("ipam.gateway", "10.161.0.0"), row="73"))
+    add(Case("hl-gateway-broadcast", "host-local", "gateway = the broadcast address", 7, "", conf=put("ipam.gateway", "10.161.0.255"), row="74"))
+    add(Case("hl-gateway-outside", "host-local", "gateway outside the subnet", 7, "", conf=put("ipam.gateway", "10.9.9.1"), row="75"))
+    add(Case("hl-ranges-overlap", "host-local", "overlapping ranges in a set", 7, "",
+             conf=both(drop("ipam.subnet"), put("ipam.ranges", [[{"subnet": SUBNET}, {"subnet": "10.161.0.0/25"}]])), row="76"))
+    add(Case("hl-mixed-families", "host-local", "mixed families in one range set", 7, "",
+             conf=both(drop("ipam.subnet"), put("ipam.ranges", [[{"subnet": SUBNET}, {"subnet": "fd00:161::/64"}]])), row="78"))
+    add(Case("hl-zone-id", "host-local", "IPv6 zone id in the gateway", 7, "",
+             conf=both(drop("ipam.subnet"), put("ipam.ranges", [[{"subnet": "fd00:161::/64", "gateway": "fd00:161::1%eth0"}]])), row="79"))
+    add(Case("hl-leading-zeros", "host-local", "leading zeros 010.161.0.0/24", 7, "", conf=put("ipam.subnet", "010.161.0.0/24"), row="82"))
+    add(Case("br-route-bad-dst", "bridge", "a route with dst banana", 7, "routes", conf=put("ipam.routes", [{"dst": "banana"}]), row="83"))
+    add(Case("hl-datadir-relative", "host-local", "ipam.dataDir relative", 7, "datadir", conf=put("ipam.dataDir", "rel/ipam"), row="84"))
+    add(Case("vx-ipam-datadir-dotdot", "vxlan", "ipam.dataDir with ..", 7, "datadir", conf=lambda c, w: c["ipam"].update(dataDir=w.state + "/../outside"),
+             seed=False, row="84"))
+    add(Case("hl-datadir-file", "host-local", "ipam.dataDir is a regular file", 7, "datadir", setup=not_a_dir_data_dir,
+             conf=lambda c, w: c["ipam"].update(dataDir=os.path.join(w.outside, "file")), row="85"))
+    add(Case("hl-netdir-symlink", "host-local", "<dataDir>/<network> is a symlink to a directory outside", 105, "unsafe state directory",
+             setup=symlinked_dir("ipam"), check=nothing_outside, seed=False, row="86"))
+    add(Case("hl-netdir-world-writable", "host-local", "<dataDir>/<network> is world-writable", 105, "unsafe state directory",
+             setup=chmod_net_dir(0o777), row="86"))
+    add(Case("br-netdir-foreign-owner", "bridge", "host-local's <dataDir>/<network> owned by another user", 105, "unsafe state directory",
+             setup=chown_net_dir, row="86"))
+    add(Case("hl-lock-symlink", "host-local", "lock is a symlink to a file outside", 105, "unsafe state directory",
+             setup=lambda w: (os.unlink(os.path.join(w.net_dir, "lock")), plant_symlink("lock")(w)), check=nothing_outside, row="87"))
+    add(Case("br-lock-dangling", "bridge", "lock is a dangling symlink (its target must not be created)", 105, "unsafe state directory",
+             setup=lambda w: (os.unlink(os.path.join(w.net_dir, "lock")), plant_symlink("lock", "created-by-plugin")(w)), check=nothing_outside, row="87"))
+    add(Case("hl-last-reserved-symlink", "host-local", "last_reserved_ip.0 a dangling symlink (control: ADD works, nothing written through)", 0, "",
+             setup=lambda w: (os.unlink(os.path.join(w.net_dir, "last_reserved_ip.0")), plant_symlink("last_reserved_ip.0", "gone")(w)),
+             check=control_last_reserved, row="87"))
+    add(Case("hl-ip-named-symlink", "host-local", "a symlink named 10.161.0.3 (control: that address is skipped)", 0, "",
+             setup=plant_symlink("10.161.0.3"), check=control_ip_symlink, row="87"))
+    add(Case("vx-statedir-symlink", "vxlan", "vxlan's <dataDir>/<network> is a symlink to a directory outside", 105, "unsafe state directory",
+             setup=symlinked_dir("vxlan"), check=nothing_outside, seed=False, row="86"))
+    add(Case("vx-lock-symlink", "vxlan", "vxlan's lock is a symlink to a file outside", 105, "unsafe state directory",
+             setup=vxlan_lock_symlink, check=nothing_outside, row="87"))
+    add(Case("br-recorddir-symlink", "bridge", "the bridge's <dataDir>/<network> is a symlink to a directory outside", 105, "unsafe state directory",
+             setup=symlinked_dir("bridge"), check=nothing_outside, seed=False, row="86"))
+    add(Case("hl-resolvconf-fifo", "host-local", "resolvConf is a FIFO", 7, "resolvconf", setup=fifo_resolv,
+             conf=lambda c, w: c["ipam"].update(resolvConf=os.path.join(w.outside, "resolv.fifo")), row="88"))
+    add(Case("br-resolvconf-relative", "bridge", "resolvConf relative", 7, "resolvconf", conf=put("ipam.resolvConf", "resolv.conf"), row="89"))
+    add(Case("hl-locktimeout-string", "host-local", 'lockTimeout "10"', 7, "locktimeout", conf=put("ipam.lockTimeout", "10")))
+    add(Case("br-requested-gateway", "bridge", "requested IP = the gateway", 101, "", env={"CNI_ARGS": "IP=10.161.0.1"}, row="91"))
+    add(Case("hl-requested-outside", "host-local", "requested IP outside every range", 101, "requested", env={"CNI_ARGS": "IP=10.9.0.9"}, row="92"))
+    add(Case("hl-runtime-ips-nope", "host-local", 'runtimeConfig.ips ["nope"]', 7, "", conf=put("runtimeConfig", {"ips": ["nope"]}), row="93"))
+    add(Case("br-duplicate-add", "bridge", "a second ADD of the same container and ifname (into another namespace)", 102, "",
+             cid="seed", row="94"))
+    add(Case("vx-duplicate-add", "vxlan", "a second ADD of the same container and ifname", 102, "", cid="seed", env={"CNI_NETNS": lambda w: w.pod2.path}, row="94"))
+
+    # vxlan's own settings
+    add(Case("vx-network-missing", "vxlan", "network missing", 7, "missing network", conf=drop("network"), seed=False))
+    add(Case("vx-network-v6", "vxlan", "network IPv6", 7, "invalid network", conf=put("network", "fd00::/48"), seed=False))
+    add(Case("vx-subnetlen-31", "vxlan", "subnetLen 31", 7, "subnetlen", conf=put("subnetLen", 31), seed=False))
+    add(Case("vx-vni-0", "vxlan", "vni 0", 7, "vni", conf=put("vni", 0), seed=False))
+    add(Case("vx-port-70000", "vxlan", "port 70000", 7, "port", conf=put("port", 70000), seed=False))
+    add(Case("vx-device-16", "vxlan", "device name of 16 bytes", 7, "device", conf=put("device", "cnivx-abcdefghij"), seed=False))
+    add(Case("vx-device-slash", "vxlan", "device name with /", 7, "device", conf=put("device", "vx/1"), seed=False))
+    add(Case("vx-bridge-template", "vxlan", "delegate.bridge vx%d", 7, "delegate.bridge", conf=put("delegate", {"bridge": "vx%d"}), seed=False))
+    add(Case("vx-peersource", "vxlan", "peerSource carrier-pigeon", 7, "peersource", conf=put("peerSource", "carrier-pigeon"), seed=False))
+    add(Case("vx-no-own-peer", "vxlan", "static peers without this node", 7, "no entry for this node", conf=put("nodeName", "n9"), seed=False))
+    add(Case("vx-etcd-endpoints", "vxlan", "etcd.endpoints not a list", 7, "endpoints",
+             conf=both(put("peerSource", "etcd"), put("etcd", {"endpoints": "http://127.0.0.1:2379"})), seed=False))
+    add(Case("vx-offload", "vxlan", 'txChecksumOffload "maybe"', 7, "txchecksumoffload", conf=put("txChecksumOffload", "maybe"), seed=False))
+    add(Case("vx-mtu-10", "vxlan", "mtu 10", 7, "mtu", conf=put("mtu", 10), seed=False))
+    add(Case("vx-datadir-relative", "vxlan", "dataDir relative", 7, "datadir", conf=put("dataDir", "rel/vxlan"), seed=False))
+    add(Case("vx-static-vtep-mismatch", "vxlan", "this node's static vtep is not its address", 7, "vtep",
+             conf=lambda c, w: c["peers"][0].update(vtep="192.0.2.9"), seed=False))
+
+    # logging settings come from the config too: never fatal, never followed through a symlink
+    add(Case("br-loglevel-number", "bridge", "logLevel 5 (control: ADD works, the setting is reported)", 0, "", conf=put("logLevel", 5),
+             check=warned("logLevel 5")))
+    add(Case("hl-logfile-missing-dir", "host-local", "logFile in a missing directory (control: logs go to stderr)", 0, "",
+             conf=put("logFile", "/nonexistent-cnit/dir/x.log"), check=warned("cannot open logFile")))
+    add(Case("vx-logfile-symlink", "vxlan", "logFile is a symlink to a file outside (control: not followed)", 0, "", setup=log_symlink,
+             conf=lambda c, w: c.update(logFile=os.path.join(w.state, "plugin.log")), check=warned("cannot open logFile")))
+    add(Case("hl-del-logfile-number", "host-local", "DEL with logFile 123 (control: releases)", 0, "", command="DEL", cid="seed",
+             conf=put("logFile", 123), env={"CNI_NETNS": lambda w: w.pod.path}, check=control_del_released))
+
+    # F. DEL, CHECK, GC, STATUS
+    add(Case("br-check-no-prev", "bridge", "CHECK without prevResult", 7, "prevresult", command="CHECK", cid="seed", conf=drop("prevResult"),
+             env={"CNI_NETNS": lambda w: w.pod.path}, row="103"))
+    add(Case("br-check-prev-malformed", "bridge", 'CHECK with prevResult "ips": "nope"', 6, "", command="CHECK", cid="seed",
+             conf=put("prevResult.ips", "nope"), env={"CNI_NETNS": lambda w: w.pod.path}, row="15"))
+    add(Case("vx-check-prev-v020", "vxlan", "CHECK with a 0.2.0-shaped prevResult in a 1.1.0 config (no ips, no interfaces)", 107, "prevresult",
+             command="CHECK", cid="seed",
+             conf=_wrong_prev_v020, env={"CNI_NETNS": lambda w: w.pod.path}, row="15"))
+    add(Case("hl-check-prev-other-ip", "host-local", "CHECK with a prevResult naming another address", 107, "not reserved", command="CHECK", cid="seed",
+             conf=_prev_other_ip, env={"CNI_NETNS": lambda w: w.pod.path}, row="104"))
+    add(Case("br-check-prev-other-sandbox", "bridge", "CHECK with a prevResult for another sandbox", 107, "sandbox", command="CHECK", cid="seed",
+             env={"CNI_NETNS": lambda w: w.pod2.path}, row="104"))
+    add(Case("br-del-prev-malformed", "bridge", "DEL with a malformed prevResult (control: succeeds, releases)", 0, "", command="DEL", cid="seed",
+             conf=put("prevResult", {"ips": "nope"}), env={"CNI_NETNS": lambda w: w.pod.path}, check=control_del_released, row="99"))
+    add(Case("hl-del-bad-subnet", "host-local", "DEL whose subnet no longer parses (control: releases)", 0, "", command="DEL", cid="seed",
+             conf=put("ipam.subnet", "banana"), env={"CNI_NETNS": lambda w: w.pod.path}, check=control_del_released, row="100"))
+    add(Case("br-del-ipam-missing", "bridge", "DEL when ipam.type is missing from CNI_PATH", 7, "missing from cni_path", command="DEL", cid="ghost",
+             conf=put("ipam.type", "cnit-no-such-ipam"), row="101"))
+    add(Case("br-del-ipam-path", "bridge", "DEL with ipam.type /bin/true", 7, "plugin name", command="DEL", cid="ghost",
+             conf=put("ipam.type", "/bin/true"), row="101"))
+    add(Case("hl-del-cid-escape", "host-local", "DEL with CNI_CONTAINERID ../../x", 4, "cni_containerid", command="DEL", cid="../../x", row="29"))
+    add(Case("br-gc-valid-not-list", "bridge", "GC with cni.dev/valid-attachments not a list", 7, "valid-attachments", command="GC",
+             conf=lambda c, w: c.update({"cni.dev/valid-attachments": {"containerID": "seed"}}), row="105"))
+    add(Case("hl-gc-entry-incomplete", "host-local", "GC with an entry missing ifname", 7, "valid-attachments", command="GC",
+             conf=lambda c, w: c.update({"cni.dev/valid-attachments": [{"containerID": "seed"}]}), row="105"))
+    return cases
+
+
+CASES = _cases()
+
+
+# --- docs/bad-input.md ------------------------------------------------------------------
+
+
+def render() -> str:
+    plugins = sorted({c.plugin for c in CASES})
+    errors = [c for c in CASES if c.code]
+    lines = [
+        "# Bad input: every case, its code and its message",
+        "",
+        "Generated from `tests/badinput.py` by `.venv/bin/python -m tests.badinput --write`;",
+        "`tests/test_bad_input.py::test_the_table_is_current` fails when this file is out of date.",
+        "",
+        f"{len(CASES)} cases ({len(errors)} refusals, {len(CASES) - len(errors)} controls) across {', '.join(plugins)}. "
+        "Each runs the plugin binary in a node namespace that holds one working pod. A refusal must exit",
+        "non-zero with exactly one CNI error document on stdout carrying the code below and a message containing",
+        "the text below, and leave the node, both pods and the files under the test's directory byte-for-byte",
+        "unchanged: links, addresses, routes, nftables and iptables rules, sysctls, every state file and a canary",
+        "file outside the state directories. DEL errors never say \"not found\" (containerd would take them for",
+        "success). A control must succeed; its own checks are named in the case. \"row\" is the row of the bad-input",
+        "matrix in the reliability and security notes (section 4).",
+        "",
+        "| case | plugin | command | what | code | message contains | row |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in CASES:
+        code = str(c.code) if c.code else "0 (control)"
+        fragment = f"`{c.fragment}`" if c.fragment else ""
+        lines.append(f"| `{c.id}` | {c.plugin} | {c.command} | {c.what.replace('|', '/')} | {code} | {fragment} | {c.row} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if "--write" in argv:
+        with open(DOC, "w") as f:
+            f.write(text)
+        print(f"wrote {DOC} ({len(CASES)} cases)")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
