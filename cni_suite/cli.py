@@ -120,11 +120,14 @@ def gc(conf_dir, network, valid, runtime, boot_sweep, cni_path) -> None:
 
 @cli.command(help="Check this node for the known pain points and print each finding with its fix.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--runtime-tmpdir", metavar="DIR", default=None,
+              help="The TMPDIR the container runtime gives the plugins (default: $TMPDIR, else /tmp). "
+                   "A single-file binary cannot start from a noexec TMPDIR, so check the runtime's from a usable one.")
 @click.pass_obj
-def doctor(conf_dir, as_json) -> None:
+def doctor(conf_dir, as_json, runtime_tmpdir) -> None:
     from cni_suite.doctor import examine
 
-    findings = examine(_networks(conf_dir, None))
+    findings = examine(_networks(conf_dir, None), runtime_tmpdir)
     if as_json:
         click.echo(json.dumps({"healthy": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))
     elif not findings:

@@ -26,8 +26,8 @@ def runtime_tmpdir() -> str:
     return os.environ.get("TMPDIR") or "/tmp"
 
 
-def check_tmpdir() -> list[Finding]:
-    path = runtime_tmpdir()
+def check_tmpdir(path: str | None = None) -> list[Finding]:
+    path = path or runtime_tmpdir()
     try:
         noexec = bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
     except OSError as err:
@@ -129,8 +129,8 @@ def _vxlan(network: Network) -> list[Finding]:
     return []
 
 
-def examine(networks: list[Network]) -> list[Finding]:
-    findings = check_tmpdir()
+def examine(networks: list[Network], tmpdir: str | None = None) -> list[Finding]:
+    findings = check_tmpdir(tmpdir)
     for network in networks:
         findings += check_network(network)
     return findings

@@ -116,12 +116,36 @@ def test_doctor_finds_ipv6_disabled(site, bin_dir):
 
 
 def test_doctor_finds_a_noexec_runtime_tmpdir(site, bin_dir, tmp_path):
+    """The runtime's TMPDIR is named with --runtime-tmpdir: a single-file cni-suite cannot
+    itself start from a noexec TMPDIR (the bootloader's dlopen of libpython fails)."""
     node, conf_dir, *_ = site
     mnt = tmp_path / "noexec"
     mnt.mkdir()
-    script = f"mount -t tmpfs -o noexec,size=1m none {mnt} && TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"
+    script = (f"mount -t tmpfs -o noexec,size=1m none {mnt} && "
+              f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --runtime-tmpdir {mnt}; true")
     findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
     assert [f["check"] for f in findings] == ["runtime-tmpdir"]
+    assert str(mnt) in findings[0]["problem"] and "noexec" in findings[0]["problem"]
+
+
+def test_doctor_takes_the_runtime_tmpdir_from_TMPDIR_by_default(site, bin_dir, tmp_path):
+    """From source, TMPDIR itself is what doctor examines.  A single-file build cannot
+    start from a noexec TMPDIR at all (that is the pain point): it exits non-zero with
+    the bootloader's message on stderr and nothing on stdout."""
+    node, conf_dir, *_ = site
+    mnt = tmp_path / "noexec"
+    mnt.mkdir()
+    script = (f"mount -t tmpfs -o noexec,size=64m none {mnt} && "
+              f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?")
+    out = node.exec("unshare", "-m", "sh", "-c", script)
+    body, rc = out.rsplit("rc=", 1)
+    if bin_dir.endswith("src-bin"):
+        findings = json.loads(body)["findings"]
+        assert [f["check"] for f in findings] == ["runtime-tmpdir"] and str(mnt) in findings[0]["problem"]
+        assert rc.strip() == "1"
+    else:
+        assert body == "" and rc.strip() != "0"
+        assert "failed to map segment" in (tmp_path / "err").read_text()
 
 
 def test_doctor_finds_missing_firewall_tools(site, bin_dir, tmp_path):
