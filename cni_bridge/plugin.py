@@ -74,6 +74,7 @@ def add(args: skel.CmdArgs) -> Result:
         spoofcheck.validate(args.container_id, args.ifname)
     records = Records(conf.data_dir, conf.name)
     with netlink.host() as host, netlink.inside(args.netns) as cont, _transaction() as undo:
+        _refuse_live_attachment(host, records, args)
         if netlink.find_link(cont, args.ifname) is not None:
             raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"container veth name provided ({args.ifname}) already exists", f"in {args.netns_path}")
         br = bridge.ensure_bridge(host, conf)
@@ -105,6 +106,25 @@ def add(args: skel.CmdArgs) -> Result:
     return result
 
 
+def _refuse_live_attachment(host, records: Records, args) -> None:
+    """A second ADD of a live container ID and ifname is refused before anything is touched.
+
+    Its record would be overwritten and its rollback would release the live
+    pod's address.  A record whose host veth is gone is a killed ADD's
+    leftover: the runtime's DEL is owed, and this ADD may take its place.
+    """
+    record = records.read(args.container_id, args.ifname)
+    if record is None or not record.host_veth:
+        return
+    link = netlink.find_link(host, record.host_veth)
+    if link is not None and link.kind == "veth":
+        raise CNIError(
+            Code.DUPLICATE_ALLOCATION,
+            f"container {args.container_id} already has {args.ifname} on this network",
+            f"host veth {record.host_veth} into {record.netns}; DEL it before adding it again",
+        )
+
+
 def _create_veth(host, args, conf, name: str) -> netlink.Link:
     try:
         netlink.create_veth(host, name, args.ifname, args.netns, mtu=conf.mtu, peer_mac=conf.mac or None)
@@ -116,9 +136,15 @@ def _create_veth(host, args, conf, name: str) -> netlink.Link:
 
 
 def _add_layer3(args, conf: BridgeConf, host, cont, br, result: Result, undo: ExitStack) -> Result:
-    # the spec: after trying an IPAM ADD, always DEL it on failure, even when the ADD itself failed
-    undo.callback(_quietly, invoke.delegate, "DEL", conf.ipam_type, args)
-    ipam = invoke.delegate("ADD", conf.ipam_type, args)
+    # the spec: after trying an IPAM ADD, always DEL it on failure, even when the ADD itself failed;
+    # except when it answered "duplicate allocation": the address belongs to a live attachment
+    release = [True]
+    undo.callback(lambda: release[0] and _quietly(invoke.delegate, "DEL", conf.ipam_type, args))
+    try:
+        ipam = invoke.delegate("ADD", conf.ipam_type, args)
+    except CNIError as err:
+        release[0] = err.code != Code.DUPLICATE_ALLOCATION
+        raise
     if not ipam.ips:
         raise CNIError(Code.DELEGATE_FAILED, "IPAM plugin returned missing IP config")
     result, gateways = _with_gateways(result, ipam, conf)
@@ -176,8 +202,8 @@ def delete(args: skel.CmdArgs) -> None:
     except CNIError as err:
         return _delete_without_config(args, err)
     records = Records(conf.data_dir, conf.name)
-    record = records.read(args.container_id, args.ifname)
-    errors: list[str] = []
+    errors: list[CNIError] = []
+    record = _step(errors, "reading the attachment record", records.read, args.container_id, args.ifname)
     _step(errors, "deleting the interface", _delete_links, args, record)
     if conf.layer3:
         _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
@@ -186,18 +212,27 @@ def delete(args: skel.CmdArgs) -> None:
     if conf.layer3 and conf.ip_masq:
         _step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
     if errors:
-        # the record stays: a retried DEL still knows the host veth
-        raise CNIError(Code.KERNEL_REFUSED, "DEL incomplete", "; ".join(errors))
-    records.remove(args.container_id, args.ifname)
+        raise _incomplete("DEL", errors)  # the record stays: a retried DEL still knows the host veth
+    _step(errors, "removing the attachment record", records.remove, args.container_id, args.ifname)
+    if errors:
+        raise _incomplete("DEL", errors)
 
 
-def _step(errors: list[str], what: str, fn, *args) -> None:
+def _step(errors: list[CNIError], what: str, fn, *args):
+    """Run one cleanup step; a failure is noted and the remaining steps still run."""
     try:
-        fn(*args)
+        return fn(*args)
     except CNIError as err:
-        errors.append(f"{what}: {err}")
-    except OSError as err:  # the kernel or a tool: keep going, report at the end
-        errors.append(f"{what}: {err}")
+        errors.append(CNIError(err.code, f"{what}: {err.msg}", err.details))
+    except OSError as err:  # the kernel or a tool
+        errors.append(CNIError(Code.KERNEL_REFUSED, f"{what}: {err.strerror or err}", ""))
+    return None
+
+
+def _incomplete(command: str, errors: list[CNIError]) -> CNIError:
+    """The first failure's code (a lock timeout stays 11, a config error 7), every failure in the details."""
+    first = errors[0]
+    return CNIError(first.code, f"{command} incomplete: {first.msg}", "; ".join(str(e) for e in errors))
 
 
 def _delete_links(args, record) -> None:
@@ -237,19 +272,19 @@ def _delete_without_config(args, err: CNIError) -> None:
     ipam_type = ipam.get("type") if type(ipam) is dict else None
     data_dir = data_dir_of(args.config)
     records = Records(data_dir, args.config["name"]) if data_dir else None
-    record = records.read(args.container_id, args.ifname) if records else None
-    errors: list[str] = []
+    errors: list[CNIError] = []
+    record = _step(errors, "reading the attachment record", records.read, args.container_id, args.ifname) if records else None
     _step(errors, "deleting the interface", _delete_links, args, record)
     _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
     _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
     if type(ipam_type) is str and ipam_type:
         _step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
     elif ipam:
-        errors.append("releasing the address: no IPAM plugin named")
+        errors.append(CNIError(err.code, "releasing the address: no IPAM plugin named"))
     if errors:
-        raise CNIError(err.code, err.msg, "; ".join([err.details] + errors).strip("; "))
+        raise CNIError(err.code, err.msg, "; ".join([err.details] + [str(e) for e in errors]).strip("; "))
     if records:
-        records.remove(args.container_id, args.ifname)
+        _step(errors, "removing the attachment record", records.remove, args.container_id, args.ifname)
     log.warning("DEL with an invalid config (%s): interface, rules and address released", err)
 
 
@@ -269,9 +304,9 @@ def gc(args: skel.CmdArgs) -> None:
         log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
         valid = set()
     records = Records(conf.data_dir, conf.name)
-    errors: list[str] = []
+    errors: list[CNIError] = []
     with netlink.host() as host:
-        for record in records.all():
+        for record in _step(errors, "reading the attachment records", records.all) or ():
             if (record.container_id, record.ifname) in valid:
                 continue
             failed = len(errors)
@@ -280,12 +315,12 @@ def gc(args: skel.CmdArgs) -> None:
                 _step(errors, f"deleting {record.host_veth}", netlink.delete_link, host, None, link.index)
             _step(errors, "removing macspoofchk rules", spoofcheck.teardown, record.container_id, record.ifname)
             if len(errors) == failed:  # else keep it: the next GC still knows what to remove
-                records.remove(record.container_id, record.ifname)
+                _step(errors, "removing the attachment record", records.remove, record.container_id, record.ifname)
     _step(errors, "removing masquerade rules", masq.collect, conf.name, valid)
     if conf.layer3:
         _step(errors, "IPAM GC", invoke.delegate, "GC", conf.ipam_type, args)
     if errors:
-        raise CNIError(Code.KERNEL_REFUSED, "GC incomplete", "; ".join(errors))
+        raise _incomplete("GC", errors)
 
 
 def status(args: skel.CmdArgs) -> None:

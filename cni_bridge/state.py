@@ -10,9 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from common.errors import CNIError, Code
-
-FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+from common import statedir
 
 
 @dataclass(frozen=True)
@@ -35,24 +33,24 @@ def _boot_id() -> str:
 
 class Records:
     def __init__(self, data_dir: str, network: str):
+        self.data_dir, self.network = data_dir, network
         self.dir = os.path.join(data_dir, network)
 
-    def _path(self, container_id: str, ifname: str) -> str:
-        return os.path.join(self.dir, f"{container_id}-{ifname}.json")
+    @staticmethod
+    def _name(container_id: str, ifname: str) -> str:
+        return f"{container_id}-{ifname}.json"
+
+    def _open(self, create: bool) -> int | None:
+        return statedir.open_dir(self.data_dir, self.network, create)
 
     def write(self, record: Record) -> None:
+        dirfd = self._open(create=True)
         try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            path = self._path(record.container_id, record.ifname)
-            tmp = f"{path}.tmp-{os.getpid()}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | FLAGS, 0o600)
-            try:
-                os.write(fd, json.dumps(asdict(record)).encode())
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)  # atomic: a reader sees the old record or the new one
+            statedir.write_file(dirfd, self._name(record.container_id, record.ifname), json.dumps(asdict(record)).encode())
         except OSError as err:
-            raise CNIError(Code.IO_FAILURE, f"cannot record the attachment in {self.dir}", err.strerror) from None
+            raise statedir.io_error(f"recording the attachment in {self.dir}", err) from None
+        finally:
+            os.close(dirfd)
 
     def new(self, container_id: str, ifname: str, netns: str, host_veth: str, mac: str = "") -> Record:
         record = Record(container_id, ifname, netns, host_veth, mac, _boot_id())
@@ -60,49 +58,60 @@ class Records:
         return record
 
     def read(self, container_id: str, ifname: str) -> Record | None:
-        return self._load(self._path(container_id, ifname))
-
-    def _load(self, path: str) -> Record | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | FLAGS)
-        except OSError:
+        dirfd = self._open(create=False)
+        if dirfd is None:
             return None
         try:
-            data = json.loads(os.read(fd, 65536))
-            return Record(**{k: str(data.get(k, "")) for k in Record.__dataclass_fields__})
-        except (ValueError, TypeError, AttributeError):
-            return None  # a damaged record is treated as absent; DEL still cleans by identity
+            return self._load(dirfd, self._name(container_id, ifname))
         finally:
-            os.close(fd)
-
-    def remove(self, container_id: str, ifname: str) -> None:
-        try:
-            os.unlink(self._path(container_id, ifname))
-        except FileNotFoundError:
-            pass
-
-    def all(self) -> list[Record]:
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in sorted(names):
-            if name.endswith(".json"):
-                record = self._load(os.path.join(self.dir, name))
-                if record is not None:
-                    out.append(record)
-            elif ".json.tmp-" in name:
-                self._drop_stale(os.path.join(self.dir, name))
-        return out
+            os.close(dirfd)
 
     @staticmethod
-    def _drop_stale(path: str) -> None:
+    def _load(dirfd: int, name: str) -> Record | None:
+        data = statedir.read_file(dirfd, name)
+        if data is None:
+            return None
+        try:
+            doc = json.loads(data)
+            return Record(**{k: str(doc.get(k, "")) for k in Record.__dataclass_fields__})
+        except (ValueError, TypeError, AttributeError):
+            return None  # a damaged record is treated as absent; DEL still cleans by identity
+
+    def remove(self, container_id: str, ifname: str) -> None:
+        dirfd = self._open(create=False)
+        if dirfd is None:
+            return
+        try:
+            os.unlink(self._name(container_id, ifname), dir_fd=dirfd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(dirfd)
+
+    def all(self) -> list[Record]:
+        dirfd = self._open(create=False)
+        if dirfd is None:
+            return []
+        try:
+            out = []
+            for name in sorted(os.listdir(dirfd)):
+                if name.endswith(".json"):
+                    record = self._load(dirfd, name)
+                    if record is not None:
+                        out.append(record)
+                elif ".json.tmp-" in name:
+                    self._drop_stale(dirfd, name)
+            return out
+        finally:
+            os.close(dirfd)
+
+    @staticmethod
+    def _drop_stale(dirfd: int, name: str) -> None:
         """A killed writer's leftover; young ones may belong to a writer still running."""
         import time
 
         try:
-            if time.time() - os.lstat(path).st_mtime > 60:
-                os.unlink(path)
+            if time.time() - os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mtime > 60:
+                os.unlink(name, dir_fd=dirfd)
         except FileNotFoundError:
             pass

@@ -9,18 +9,7 @@ from tests.badinput import CASES, World
 pytestmark = pytest.mark.root
 
 # cases where one of our plugins is known to answer wrongly, with the bug report; strict, so a fix shows up as XPASS
-KNOWN_BUGS: dict[str, str] = {
-    "br-duplicate-add": "cni_bridge/plugin.py add(): a second ADD of a live container/ifname overwrites its attachment record, and the "
-                        "rollback's IPAM DEL (registered before IPAM ADD) releases the live pod's address while the pod keeps it: "
-                        "the next ADDs can hand it out twice. Refuse an existing record (102) before touching anything, or skip the "
-                        "IPAM DEL when IPAM ADD answered 102.",
-    "br-recorddir-symlink": "cni_bridge/state.py Records.write(): os.makedirs() and the open() of the temp record follow a symlinked "
-                            "<dataDir>/<network> (O_NOFOLLOW covers only the last component): records are written outside dataDir. "
-                            "Refuse a directory that is a symlink, not ours or group/world-writable (105), as host-local and vxlan do.",
-    "br-del-ipam-missing": "cni_bridge/plugin.py delete(): every step's failure becomes 104 'DEL incomplete', even a configuration "
-                           "error (ipam.type missing from CNI_PATH is 7 on ADD and in _delete_without_config): keep the code of a "
-                           "failed step when it is a CNIError other than a kernel refusal.",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def difference(before, after, path: str = "") -> str:

@@ -114,10 +114,7 @@ exit $rc
 '''
 
 
-BRIDGE_TMP_LEAK = ("cni_bridge/state.py Records.write(): when os.write() fails (ENOSPC) the temporary record "
-                   "<cid>-<ifname>.json.tmp-<pid> is closed but not unlinked; only a GC more than 60 s later removes it")
-FULL_CASES = [pytest.param(p, f, marks=pytest.mark.xfail(strict=True, reason=BRIDGE_TMP_LEAK) if (p, f) == ("bridge", "blocks") else ())
-              for p in PLUGINS for f in ("blocks", "inodes")]
+FULL_CASES = [(p, f) for p in PLUGINS for f in ("blocks", "inodes")]
 
 
 @pytest.mark.parametrize("plugin,full", FULL_CASES)
@@ -203,8 +200,6 @@ def test_bridge_add_with_a_stuck_lock_holder_gives_11_within_the_bound_and_rolls
     assert held_addresses(world) == ["10.161.0.2", "10.161.0.3"]
 
 
-@pytest.mark.xfail(strict=True, reason="cni_bridge/plugin.py delete(): a step's CNIError becomes 104 'DEL incomplete'; a lock "
-                                       "timeout (11, try again later) must stay 11 (see tests/test_bad_input.py KNOWN_BUGS)")
 def test_bridge_del_with_a_stuck_lock_holder_gives_11_then_succeeds(bin_dir, netns, tmp_path):
     world = World("bridge", bin_dir, netns, tmp_path)
     conf = world.conf()

@@ -201,3 +201,36 @@ def test_del_with_a_broken_ipam_section_fails_rather_than_leak_the_address(bench
     assert out.rc == 1 and out.json["code"] == 7, out
     assert len([f for f in allocations(conf) if not f.startswith(".")]) == 2  # still held: a fixed config's DEL releases it
     assert bench.run("DEL", conf, pod).ok and allocations(conf) == []
+
+
+def test_a_second_add_of_a_live_attachment_is_refused_and_changes_nothing(bench, tmp_path):
+    """102 before anything is touched: the live pod keeps its record, veth and address."""
+    conf = dual_stack(tmp_path, {})
+    pod, other = bench.container(), bench.container()
+    first = bench.add(conf, pod, "c1")
+    held, recs, pairs = allocations(conf), records(conf), veths(bench.node)
+    out = bench.run("ADD", conf, other, "c1")
+    assert out.json["code"] == 102 and "already has eth0" in out.json["msg"], out
+    assert first["interfaces"][1]["name"] in out.json["details"]
+    assert (allocations(conf), records(conf), veths(bench.node)) == (held, recs, pairs)
+    assert addresses(other) == [] and addresses(pod) == ips_of(first)
+    # the next pod gets a fresh address, not the live pod's
+    third = bench.add(conf, bench.container(), "c3")
+    assert not set(ips_of(third)) & set(ips_of(first))
+
+
+def test_an_add_after_a_lost_attachment_keeps_the_address_until_del(bench, tmp_path):
+    """The pod's namespace died without a DEL: its record and address remain.  A new ADD of the same
+    ID is refused by the IPAM (102) and must not release the address on rollback; DEL then ADD works."""
+    conf = dual_stack(tmp_path, {})
+    pod = bench.container()
+    first = bench.add(conf, pod, "c1")
+    held = allocations(conf)
+    pod.close()  # the veth pair dies with the namespace
+    retry = bench.container()
+    out = bench.run("ADD", conf, retry, "c1")
+    assert out.json["code"] == 102, out
+    assert allocations(conf) == held and veths(bench.node) == []
+    assert bench.run("DEL", conf, retry, "c1").ok
+    second = bench.add(conf, retry, "c1")
+    assert addresses(retry) == ips_of(second) and records(conf) == ["c1-eth0.json"]
