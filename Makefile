@@ -34,7 +34,18 @@ test: build
 test-unit: deps
 	$(PYTEST) -q -m unit
 
-demo: deps
+# the black-box suite alone: ours (source and built), or the reference plugins (docs/conformance.md)
+conformance: build
+	$(PY) -m conformance -q -rs
+
+conformance-reference: deps
+	$(PY) -m conformance --bin-dir /usr/lib/cni -q -rs
+
+# the full stress and fault run against the built binaries (docs/reliability.md)
+stress: build
+	$(PY) -m stress --ops 10000 --report dist/stress-report.md
+
+demo: build
 	$(PY) -m demo
 
 clean:

@@ -112,12 +112,12 @@ def _setup_ipt(version: int, network: str, container_id: str, ips) -> None:
 # --- teardown and GC -------------------------------------------------------
 
 
-def _nft_rules() -> list[dict]:
+def nft_rules() -> list[dict]:
     return firewall.nft_rules("inet", NFT_TABLE, NFT_CHAIN) or []
 
 
 def _nft_handles(prefix: str, keep: set[str] = frozenset()) -> list[int]:
-    return [r["handle"] for r in _nft_rules() if r.get("comment", "").startswith(prefix) and r.get("comment") not in keep]
+    return [r["handle"] for r in nft_rules() if r.get("comment", "").startswith(prefix) and r.get("comment") not in keep]
 
 
 def _nft_delete(handles: list[int]) -> None:
@@ -132,7 +132,7 @@ def _declared(save_lines: list[str]) -> set[str]:
     return {line[1:].split()[0] for line in save_lines if line.startswith(":")}
 
 
-def _ipt_chains(version: int, network: str) -> dict[str, str]:
+def ipt_chains(version: int, network: str) -> dict[str, str]:
     """CNI-* chains of this network: chain -> container ID (read from the rules' comments)."""
     text = firewall.iptables_save(version)
     chains: dict[str, str] = {}
@@ -170,7 +170,7 @@ def collect(network: str, valid: set[tuple[str, str]]) -> int:
     removed = len(stale)
     valid_ids = {cid for cid, _ in valid}  # the iptables layout has no ifname, as in the reference
     for version in (4, 6):
-        chains = {chain for chain, cid in _ipt_chains(version, network).items() if cid not in valid_ids}
+        chains = {chain for chain, cid in ipt_chains(version, network).items() if cid not in valid_ids}
         _ipt_remove(version, chains)
         removed += len(chains)
     return removed
@@ -180,6 +180,6 @@ def present(backend: str, network: str, ifname: str, container_id: str, ips) -> 
     """CHECK: are this attachment's rules in place?"""
     if backend == "nftables":
         prefix = instance_hash(network, ifname, container_id)
-        return len([r for r in _nft_rules() if r.get("comment", "").startswith(prefix)]) >= len(ips)
+        return len([r for r in nft_rules() if r.get("comment", "").startswith(prefix)]) >= len(ips)
     chain = chain_name(network, container_id)
-    return all(chain in _ipt_chains(version, network) for version in {ip.family for ip in ips})
+    return all(chain in ipt_chains(version, network) for version in {ip.family for ip in ips})

@@ -89,8 +89,8 @@ def attachments_report(bridge_dir: str, name: str) -> list[dict]:
 
 def masquerade_report(name: str) -> dict:
     prefix = masq.network_hash(name) + "-"
-    nft = [r.get("comment", "") for r in masq._nft_rules() if r.get("comment", "").startswith(prefix)]
-    ipt = {f"ipv{v}": sorted(f"{chain} ({cid})" for chain, cid in masq._ipt_chains(v, name).items()) for v in (4, 6)}
+    nft = [r.get("comment", "") for r in masq.nft_rules() if r.get("comment", "").startswith(prefix)]
+    ipt = {f"ipv{v}": sorted(f"{chain} ({cid})" for chain, cid in masq.ipt_chains(v, name).items()) for v in (4, 6)}
     return {"nftables": nft, **ipt}
 
 
