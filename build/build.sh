@@ -8,6 +8,8 @@ out=dist/cni-bin
 work=build/work
 
 "$PY" -c 'import PyInstaller, sys; v = PyInstaller.__version__; sys.exit(0 if v == "6.22.3" else "build: PyInstaller %s, the spec needs 6.22.3 (requirements.txt)" % v)'
+# the onefile bootloader with the child's parent-death signal set before it waits (bootloader.sh)
+PY="$PY" ./build/bootloader.sh
 # the plugin table, precompiled dataclass methods and the marker, in a fresh interpreter
 "$PY" build/gen.py "$work/cni-multi/gen"
 # PYTHONHASHSEED: reproducible .pyc; no -O: asserts stay in

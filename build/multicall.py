@@ -15,8 +15,9 @@ hygiene a onefile binary needs (docs/build.md, "Runtime hygiene"):
   died before the prctl.
 * A SIGKILLed bootloader cannot delete its `_MEI*` directory.  At start we
   remove such leftovers from the runtime temporary directory: only ours
-  (marker file), owned by our uid, older than a minute, whose bootloader pid
-  is gone.
+  (marker file, or nothing but names of our own extraction tree, as a
+  bootloader killed while deleting its directory leaves), owned by our uid,
+  older than a minute, whose bootloader pid is gone.
 
 Start-up cost (docs/performance.md, "What the build does"): only os and sys at
 module level; VERSION is answered from a table written at build time
@@ -115,13 +116,40 @@ def stale_mei_dirs(tmpdir: str, current: str = "", now: float | None = None, uid
                 mine = os.lstat(os.path.join(entry.path, MARKER))
                 ours = st_mod.S_ISREG(mine.st_mode)
             except FileNotFoundError:
-                # killed right after mkdtemp: an empty directory is garbage whoever made it
-                ours = not os.listdir(entry.path)
+                # killed right after mkdtemp (empty: garbage whoever made it), or while deleting its
+                # own directory, the marker already gone: what is left is part of our own tree
+                ours = _remains_of(entry.path, current)
             except OSError:
                 ours = False
             if ours:
                 found.append(entry.path)
     return found
+
+
+def _remains_of(path: str, tree: str, limit: int = 500) -> bool:
+    """Whether every entry under path also exists, as the same type, in our own extraction tree.
+
+    Only then is a markerless directory ours: another onefile application's
+    leftovers hold names our binary does not extract.  Bounded, and
+    symlinks are compared, never followed.
+    """
+    import stat as st_mod
+
+    seen = 0
+    for top, dirs, files in os.walk(path):
+        rel = os.path.relpath(top, path)
+        for name in dirs + files:
+            seen += 1
+            if seen > limit or not tree:
+                return False
+            try:
+                theirs = os.lstat(os.path.join(top, name)).st_mode
+                ours = os.lstat(os.path.normpath(os.path.join(tree, rel, name))).st_mode
+            except OSError:
+                return False
+            if st_mod.S_IFMT(theirs) != st_mod.S_IFMT(ours):
+                return False
+    return True
 
 
 def sweep(tmpdir: str, current: str = "") -> list[str]:

@@ -350,6 +350,57 @@ def test_sigkill_of_the_top_process_leaves_no_orphan_and_the_sweep_removes_its_d
     assert os.listdir(rt) == []
 
 
+SEM_POST_DELAY = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <unistd.h>
+static int armed;
+__attribute__((constructor)) static void init(void) {
+    const char *v = getenv("CNIT_DELAY_SEM_POST");
+    armed = v != NULL && v[0] == '1';
+    unsetenv("CNIT_DELAY_SEM_POST");  /* the exec'd child starts undelayed */
+    unsetenv("LD_PRELOAD");
+}
+int sem_post(sem_t *sem) {
+    static int (*real)(sem_t *);
+    if (real == NULL) real = (int (*)(sem_t *))dlsym(RTLD_NEXT, "sem_post");
+    if (armed) { armed = 0; sleep(30); }
+    return real(sem);
+}
+"""
+
+
+def test_a_child_still_waiting_for_the_bootloader_dies_with_it(tmp_path, rt):
+    """The window Python cannot close: the bootloader killed after fork, before it posts the start-up
+    semaphore.  A preloaded sem_post that sleeps holds the window open; the patched bootloader
+    (build/bootloader.sh) gives the child its parent-death signal before it waits, so it dies at once.
+    Unpatched, it would wait in sem_wait() forever, holding the runtime's stdout pipe."""
+    shim = tmp_path / "delay.so"
+    src = tmp_path / "delay.c"
+    src.write_text(SEM_POST_DELAY)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    top = subprocess.Popen([os.path.join(BIN, "host-local")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={"PATH": "/usr/bin:/bin", "TMPDIR": rt, "CNI_COMMAND": "VERSION",
+                                "LD_PRELOAD": str(shim), "CNIT_DELAY_SEM_POST": "1"})
+    child = None
+    try:
+        child = _wait_for(lambda: _children(top.pid), "the bootloader's child")[0]
+        time.sleep(0.3)  # the child is in sem_wait: the parent sleeps 30 s before posting
+        with open(f"/proc/{child}/status") as f:
+            assert "PPid:\t%d" % top.pid in f.read()
+        os.kill(top.pid, signal.SIGKILL)
+        top.wait()
+        _wait_for(lambda: not _alive(child), "the waiting child to die with its bootloader", deadline=5)
+        assert top.stdout.read() == b""  # the pipe's last writer is gone: a runtime's read ends
+    finally:
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)  # the unpatched outcome: clean up what this test started
+        top.stdout.close()
+        top.stderr.close()
+
+
 def test_the_parent_of_a_running_plugin_is_its_bootloader(rt):
     """The child's parent is the bootloader whose pid names the _MEI directory (what bind_to_bootloader checks)."""
     proc = subprocess.Popen([os.path.join(BIN, "host-local")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

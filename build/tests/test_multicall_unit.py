@@ -71,6 +71,8 @@ def test_sweep_removes_only_old_dirs_of_ours_whose_bootloader_is_gone(multicall,
     young = _mei(tmp_path, dead - 2, age=5, suffix="younga")
     alive = _mei(tmp_path, os.getpid(), age=120, suffix="alivea")
     foreign = _mei(tmp_path, dead - 3, age=120, marker=False, suffix="other1")  # another PyInstaller app's
+    (tmp_path / os.path.basename(foreign) / "their_app.so").write_bytes(b"x")
+    os.utime(foreign, (time.time() - 120,) * 2)
     current = _mei(tmp_path, dead - 4, age=120, suffix="mineaa")
     (tmp_path / "_MEI_not_a_dir").write_text("")
     os.symlink(stale, tmp_path / f"_MEI{dead - 5:08x}linkaa")
@@ -81,6 +83,28 @@ def test_sweep_removes_only_old_dirs_of_ours_whose_bootloader_is_gone(multicall,
     left = sorted(os.listdir(tmp_path))
     kept = [os.path.basename(p) for p in (young, alive, foreign, current)] + ["_MEI_not_a_dir", f"_MEI{dead - 5:08x}linkaa"]
     assert left == sorted(kept)
+
+
+def test_sweep_removes_the_remains_of_a_bootloader_killed_while_deleting_its_directory(multicall, tmp_path):
+    """The marker went first: what is left is recognised as part of our own tree, and nothing else is."""
+    dead = _dead_pid()
+    current = _mei(tmp_path, dead - 4, age=0, suffix="mineaa")
+    os.makedirs(os.path.join(current, "python3.11", "lib-dynload"))
+    open(os.path.join(current, "python3.11", "lib-dynload", "_json.so"), "w").close()
+    remains = _mei(tmp_path, dead, age=0, marker=False, files=False, suffix="remain")
+    os.makedirs(os.path.join(remains, "python3.11", "lib-dynload"))
+    open(os.path.join(remains, "python3.11", "lib-dynload", "_json.so"), "w").close()
+    other = _mei(tmp_path, dead - 1, age=0, marker=False, files=False, suffix="otherx")
+    os.makedirs(os.path.join(other, "python3.11"))
+    open(os.path.join(other, "python3.11", "their_app.so"), "w").close()
+    swapped = _mei(tmp_path, dead - 2, age=0, marker=False, files=False, suffix="swappd")
+    os.symlink("/etc", os.path.join(swapped, "python3.11"))  # a symlink where we have a directory
+    old = time.time() - 120
+    for path in (remains, other, swapped):
+        os.utime(path, (old, old))
+
+    assert multicall.stale_mei_dirs(str(tmp_path), current) == [remains]
+    assert multicall.stale_mei_dirs(str(tmp_path), "") == []  # without our own tree to compare with, nothing
 
 
 def test_sweep_leaves_dirs_of_other_users(multicall, tmp_path):

@@ -1,0 +1,45 @@
+#!/bin/sh
+# PyInstaller's onefile bootloader, rebuilt from its pinned source with one
+# patch (build/bootloader-pdeathsig.patch): the forked child asks for SIGKILL
+# when the bootloader dies *before* it waits on the start-up semaphore.
+# Unpatched, a runtime's SIGKILL of the bootloader in that window leaves the
+# child blocked in sem_wait() forever, holding the runtime's stdout pipe
+# (docs/build.md, "Runtime hygiene").  Idempotent: a stamp beside the
+# installed bootloader names the patch it was built with.
+set -eu
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+VERSION=6.22.3
+URL=https://files.pythonhosted.org/packages/63/41/f90302845945abd4ed647933ff5ee7c6ac93983187be67f897b6cb613331/pyinstaller-$VERSION.tar.gz
+SHA256=05eb2f5615503e72939a7224d68b4aff572c6b0438ee4a17d0a4b481f399362d
+PATCH=build/bootloader-pdeathsig.patch
+work=build/work/bootloader
+
+pkg=$("$PY" -c 'import os, PyInstaller; print(os.path.dirname(PyInstaller.__file__))')
+target="$pkg/bootloader/Linux-64bit-intel/run"
+[ "$(uname -m)" = x86_64 ] || { echo "bootloader: $(uname -m) is not built by this script" >&2; exit 1; }
+want=$(cat "$0" "$PATCH" | sha256sum | cut -c1-16)
+[ -f "$target.cni-$want" ] && exit 0
+
+mkdir -p "$work"
+tarball="$work/pyinstaller-$VERSION.tar.gz"
+if ! echo "$SHA256  $tarball" | sha256sum -c --status 2>/dev/null; then
+    echo "bootloader: fetching the PyInstaller $VERSION source"
+    "$PY" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$URL" "$tarball.part"
+    echo "$SHA256  $tarball.part" | sha256sum -c --status || { echo "bootloader: checksum mismatch for $URL" >&2; exit 1; }
+    mv "$tarball.part" "$tarball"
+fi
+rm -rf "$work/src"
+mkdir -p "$work/src"
+tar xzf "$tarball" -C "$work/src" --strip-components=1 "pyinstaller-$VERSION/bootloader" "pyinstaller-$VERSION/PyInstaller/_shared_with_waf.py"
+patch -s -d "$work/src/bootloader" -p1 < "$PATCH"
+pyabs=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
+log=$PWD/$work/waf.log
+(cd "$work/src/bootloader" && "$pyabs" ./waf --no-universal2 --target-arch=64bit configure build_release >"$log" 2>&1) \
+    || { tail -20 "$log" >&2; exit 1; }
+[ -f "$target.upstream" ] || cp "$target" "$target.upstream"
+cp "$work/src/bootloader/build/release/run" "$target.new"
+mv -f "$target.new" "$target"
+rm -f "$target".cni-*
+touch "$target.cni-$want"
+echo "bootloader: patched bootloader installed ($want)"
