@@ -44,6 +44,7 @@ conformance-reference: deps
 # the full stress and fault run against the built binaries (docs/reliability.md)
 stress: build
 	$(PY) -m stress --ops 10000 --report dist/stress-report.md
+	$(PY) -m stress.killtop --kills 1000 --real-minute --report dist/killtop-report.json
 
 demo: build
 	$(PY) -m demo

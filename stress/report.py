@@ -85,8 +85,8 @@ class Summary:
             lines.append(f"  {phase:5} {op:5} {total:6}: " + ", ".join(f"{o} {n}" for o, n in cells.items()))
         if self.mei_left is not None:
             lines.append(f"  _MEI dirs left by killed bootloaders: {self.mei_left}; after the next start's sweep: {self.mei_after_sweep}"
-                         + (f" (FINDING: {len(self.mei_partial)} of them are remains of a bootloader killed while deleting "
-                            f"its directory, without the marker the sweep looks for)" if self.mei_partial else ""))
+                         + (f" ({len(self.mei_partial)} of them remains of a bootloader killed while deleting "
+                            f"its directory that the sweep kept: violations)" if self.mei_partial else ""))
         if self.late_deaths:
             lines.append(f"  {self.late_note()}")
         for note in self.notes:
@@ -95,8 +95,8 @@ class Summary:
             lines.append(f"  unexpected (documented) error codes: {len(self.unexpected)}")
             lines += [f"    {u}" for u in self.unexpected[:20]]
         if self.stuck_bootloader:
-            lines.append(f"  FINDING: {len(self.stuck_bootloader)} onefile bootloader children stuck in sem_wait before Python "
-                         f"(bootloader killed between fork and sem_post; none of our code ran; they hold the caller's stdout open)")
+            lines.append(f"  {len(self.stuck_bootloader)} onefile bootloader children stuck in sem_wait before Python "
+                         f"(violations: the patched bootloader, build/bootloader.sh, must not leave any)")
             lines += [f"    {d}" for d in self.stuck_bootloader[:5]]
         lines.append(f"  invariant violations: {len(self.violations)}")
         lines += [f"    {kind}: {detail}" for kind, detail in self.violations[:50]]
@@ -117,14 +117,14 @@ class Summary:
             f"| kills injected (SIGKILL of the top process) | {self.killed} ({100 * self.killed / max(self.ops, 1):.1f}%) |",
             f"| killed ADDs left to GC (runtime lost them) | {self.lost} |",
             f"| invariant violations | **{len(self.violations)}** |",
-            f"| bootloader children stuck before Python (PyInstaller fork/sem_post window; finding, see below) | {len(self.stuck_bootloader)} |",
+            f"| of the violations, bootloader children stuck before Python (the fork/sem_post window build/bootloader.sh closes) | {len(self.stuck_bootloader)} |",
             f"| throughput | {self.throughput:.1f} ops/s ({self.run_seconds:.0f} s) |",
             f"| sweep | {self.calls('sweep')} calls in {self.sweep_seconds:.0f} s |",
             f"| wall time | {self.elapsed:.0f} s |",
         ]
         if self.mei_left is not None:
             out.append(f"| `_MEI*` dirs left by killed bootloaders / after the next start's sweep | {self.mei_left} / {self.mei_after_sweep} |")
-            out.append(f"| of those, remains the sweep does not recognise (finding, see below) | {len(self.mei_partial)} |")
+            out.append(f"| of those, remains of a deleting bootloader the sweep kept (violations) | {len(self.mei_partial)} |")
         out += ["", "Networks: " + "; ".join(self.networks) + ".", ""]
         out += ["## Operations by outcome", "", "| phase | op | calls | outcomes |", "|---|---|---|---|"]
         for phase, op, cells, total in self.breakdown():
