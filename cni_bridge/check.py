@@ -9,7 +9,7 @@ chain may have changed routes, so only routes in prevResult are looked for.
 from common import invoke, netlink
 from common.errors import CNIError, Code
 from common.types import Result
-from cni_bridge import container, masq, spoofcheck
+from cni_bridge import container  # masq and spoofcheck only when configured, as in plugin.py
 from cni_bridge.conf import BridgeConf
 
 
@@ -37,10 +37,16 @@ def check(args) -> None:
         veth = _find_host_veth(host, result, br, cont_link, conf.bridge)
         if veth.hairpin != conf.hairpin_mode or veth.isolated != conf.port_isolation:
             raise _mismatch(f"port flags of {veth.name} differ", f"hairpin {veth.hairpin} isolated {veth.isolated}, configured {conf.hairpin_mode}/{conf.port_isolation}")
-    if conf.layer3 and conf.ip_masq and not masq.present(conf.ip_masq_backend, conf.name, args.ifname, args.container_id, result.ips):
-        raise _mismatch(f"masquerade rules of {args.container_id}/{args.ifname} are missing", f"backend {conf.ip_masq_backend}")
-    if conf.mac_spoof_check and not spoofcheck.present(veth.name, cont_link.mac, args.container_id, args.ifname):
-        raise _mismatch(f"macspoofchk rules of {args.container_id}/{args.ifname} are missing or stale")
+    if conf.layer3 and conf.ip_masq:
+        from cni_bridge import masq
+
+        if not masq.present(conf.ip_masq_backend, conf.name, args.ifname, args.container_id, result.ips):
+            raise _mismatch(f"masquerade rules of {args.container_id}/{args.ifname} are missing", f"backend {conf.ip_masq_backend}")
+    if conf.mac_spoof_check:
+        from cni_bridge import spoofcheck
+
+        if not spoofcheck.present(veth.name, cont_link.mac, args.container_id, args.ifname):
+            raise _mismatch(f"macspoofchk rules of {args.container_id}/{args.ifname} are missing or stale")
 
 
 def _verify_bridge(host, conf: BridgeConf, iface) -> netlink.Link:

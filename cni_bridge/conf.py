@@ -20,6 +20,8 @@ _MAC_RE = re.compile(r"^([0-9a-fA-F]{2})([:-]?)([0-9a-fA-F]{2})(?:\2([0-9a-fA-F]
 
 @dataclass(frozen=True)
 class BridgeConf:
+    """The bridge plugin's network configuration, validated."""
+
     name: str
     bridge: str
     is_gateway: bool

@@ -7,7 +7,7 @@ DEL forgives: whatever is already gone counts as done, and nothing it needs
 comes from the container's namespace.
 """
 import logging
-import signal
+import _signal as signal  # signal's enum wrappers cost about 1 ms per start; the same calls, plain ints
 from contextlib import ExitStack, contextmanager
 from ipaddress import ip_interface
 
@@ -15,7 +15,9 @@ from common import invoke, netlink, skel
 from common.config import valid_attachments
 from common.errors import CNIError, Code
 from common.types import Interface, IPConfig, Result, Route, default_route
-from cni_bridge import bridge, container, masq, spoofcheck
+# masq and spoofcheck are imported only where configured: hashlib and their
+# setup cost every start otherwise (docs/performance.md)
+from cni_bridge import bridge, container
 from cni_bridge.conf import BridgeConf, data_dir_of
 from cni_bridge.state import Records
 
@@ -53,13 +55,15 @@ def _deferred(signum, frame) -> None:
 
 
 def _check_tools(conf: BridgeConf) -> None:
-    from common import firewall
-
     need = []
     if conf.mac_spoof_check or (conf.layer3 and conf.ip_masq and conf.ip_masq_backend == "nftables"):
         need.append("nft")
     if conf.layer3 and conf.ip_masq and conf.ip_masq_backend == "iptables":
         need.append("iptables-restore")
+    if not need:
+        return
+    from common import firewall
+
     missing = [t for t in need if firewall.tool(t) is None]
     if missing:
         raise CNIError(Code.INVALID_CONFIG, f"{', '.join(missing)} is not installed", "needed by ipMasq or macspoofchk")
@@ -71,6 +75,8 @@ def add(args: skel.CmdArgs) -> Result:
         invoke.check_available(conf.ipam_type, args)
     _check_tools(conf)
     if conf.mac_spoof_check:
+        from cni_bridge import spoofcheck
+
         spoofcheck.validate(args.container_id, args.ifname)
     records = Records(conf.data_dir, conf.name)
     with netlink.host() as host, netlink.inside(args.netns) as cont, _transaction() as undo:
@@ -88,6 +94,8 @@ def add(args: skel.CmdArgs) -> Result:
         bridge.attach_port(host, br, veth, conf)
         cont_link = netlink.get_link(cont, args.ifname)
         if conf.mac_spoof_check:
+            from cni_bridge import spoofcheck
+
             undo.callback(_quietly, spoofcheck.teardown, args.container_id, args.ifname)
             spoofcheck.setup(veth.name, cont_link.mac, args.container_id, args.ifname)
         result = Result(interfaces=(Interface(br.name, br.mac), Interface(veth.name, veth.mac), Interface(args.ifname, cont_link.mac, args.netns_path)))
@@ -152,6 +160,8 @@ def _add_layer3(args, conf: BridgeConf, host, cont, br, result: Result, undo: Ex
     if conf.is_gateway:
         result = _setup_gateways(host, br, gateways, conf, result)
     if conf.ip_masq:
+        from cni_bridge import masq
+
         undo.callback(_quietly, masq.teardown, conf.name, args.ifname, args.container_id)
         masq.setup(conf.ip_masq_backend, conf.name, args.ifname, args.container_id, result.ips)
     return result
@@ -208,8 +218,12 @@ def delete(args: skel.CmdArgs) -> None:
     if conf.layer3:
         _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
     if conf.mac_spoof_check:
+        from cni_bridge import spoofcheck
+
         _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
     if conf.layer3 and conf.ip_masq:
+        from cni_bridge import masq
+
         _step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
     if errors:
         raise _incomplete("DEL", errors)  # the record stays: a retried DEL still knows the host veth
@@ -268,6 +282,8 @@ def _delete_without_config(args, err: CNIError) -> None:
     Succeeds only if everything was undone; an ipam section whose plugin
     cannot be named means the address cannot be released, so DEL fails.
     """
+    from cni_bridge import masq, spoofcheck
+
     ipam = args.config.get("ipam")
     ipam_type = ipam.get("type") if type(ipam) is dict else None
     data_dir = data_dir_of(args.config)
@@ -298,6 +314,8 @@ def check(args: skel.CmdArgs) -> None:
 
 
 def gc(args: skel.CmdArgs) -> None:
+    from cni_bridge import masq, spoofcheck
+
     conf = BridgeConf.load(args)
     valid = valid_attachments(args.config)
     if valid is None:

@@ -15,6 +15,8 @@ from common import statedir
 
 @dataclass(frozen=True)
 class Record:
+    """What ADD created for one attachment: the record DEL and GC read."""
+
     container_id: str
     ifname: str
     netns: str

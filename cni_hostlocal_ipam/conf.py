@@ -22,6 +22,8 @@ RESOLV_CONF_MAX = 64 << 10
 
 @dataclass(frozen=True)
 class Range:
+    """One range of a range set: a subnet and its allocatable span."""
+
     subnet: object  # IPv4Network | IPv6Network
     start: object  # first allocatable address, inclusive
     end: object  # last allocatable address, inclusive
@@ -36,6 +38,8 @@ class Range:
 
 @dataclass(frozen=True)
 class RangeSet:
+    """Ranges of one family; an ADD takes one address from each range set."""
+
     ranges: tuple[Range, ...]
 
     @property
@@ -54,6 +58,8 @@ class RangeSet:
 
 @dataclass(frozen=True)
 class IPAMConf:
+    """The host-local configuration, validated."""
+
     name: str
     range_sets: tuple[RangeSet, ...]
     routes: tuple[Route, ...]

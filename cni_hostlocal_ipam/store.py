@@ -19,11 +19,18 @@ opened relative to the directory fd with O_NOFOLLOW: a planted symlink is
 never followed.
 """
 import errno
-import hashlib
 import os
-import socket
 import stat
 from dataclasses import dataclass
+
+# _socket, not socket: the same inet_ntoa/inet_ntop without socket's selectors
+# and enum conversions (about 2 ms per start, docs/performance.md)
+from _socket import AF_INET6, inet_ntoa, inet_ntop
+
+try:  # the builtin sha256: hashlib would load OpenSSL's _hashlib, about 5 ms per start
+    from _sha256 import sha256  # CPython 3.11; 3.12 renamed it _sha2
+except ImportError:
+    from hashlib import sha256
 
 from common import lock
 from common.errors import CNIError, Code
@@ -38,7 +45,7 @@ MAX_RECORD = 4096
 
 
 def owner_hash(container_id: str, ifname: str) -> str:
-    return hashlib.sha256(f"{container_id}\r\n{ifname}".encode()).hexdigest()[:16]
+    return sha256(f"{container_id}\r\n{ifname}".encode()).hexdigest()[:16]
 
 
 def boot_id() -> str:
@@ -51,12 +58,14 @@ def boot_id() -> str:
 
 def ip_name(version: int, n: int) -> str:
     if version == 4:
-        return socket.inet_ntoa(n.to_bytes(4, "big"))
-    return socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, "big"))
+        return inet_ntoa(n.to_bytes(4, "big"))
+    return inet_ntop(AF_INET6, n.to_bytes(16, "big"))
 
 
 @dataclass(frozen=True)
 class Allocation:
+    """An address held, and by whom."""
+
     ip: object
     container_id: str
     ifname: str  # "" for a legacy record holding only the container ID

@@ -17,6 +17,8 @@ ROUTE_PROTOCOL = 241  # tags the routes we own, so stale ones are found by proto
 
 @dataclass(frozen=True)
 class Peer:
+    """Another node of the overlay: its VTEP and pod subnet."""
+
     node: str
     vtep: object  # the remote VTEP address (IPv4Address | IPv6Address)
     subnet: object  # the node's pod subnet (IPv4Network)
@@ -30,6 +32,8 @@ class Peer:
 
 @dataclass(frozen=True)
 class EtcdConf:
+    """How to reach the etcd store."""
+
     endpoints: tuple[str, ...]
     prefix: str
     lease_ttl: int
@@ -41,6 +45,8 @@ class EtcdConf:
 
 @dataclass(frozen=True)
 class VxlanConf:
+    """The vxlan plugin's network configuration, validated."""
+
     name: str
     network: object  # IPv4Network
     subnet_len: int

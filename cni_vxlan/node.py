@@ -28,6 +28,8 @@ FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
 @dataclass(frozen=True)
 class NodeState:
+    """This node's lease, VTEP device and the peers last seen."""
+
     lease: Lease
     device: netlink.Link
     peers: tuple[Peer, ...] | None  # None: the store was unreachable, entries left as they were

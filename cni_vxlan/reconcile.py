@@ -19,6 +19,8 @@ ZERO_MAC = "00:00:00:00:00:00"
 
 @dataclass
 class Plan:
+    """The entries to set and the stale ones to remove on the device."""
+
     neighbours: list = field(default_factory=list)  # (ip, mac) to set
     fdb: list = field(default_factory=list)  # (mac, vtep) to set
     routes: list = field(default_factory=list)  # (subnet, gateway) to set

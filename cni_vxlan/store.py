@@ -25,6 +25,8 @@ ATTEMPTS = 10
 
 @dataclass(frozen=True)
 class Lease:
+    """A node's subnet lease as stored."""
+
     peer: Peer
     underlay_mtu: int
     mod_revision: int = 0
@@ -33,6 +35,8 @@ class Lease:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """The store's config and leases at one revision."""
+
     revision: int
     config: dict | None
     leases: dict  # node name -> Lease

@@ -26,6 +26,8 @@ class NetNSGone(Exception):
 
 @dataclass(frozen=True)
 class NetNS:
+    """A network namespace held open by fd, so the path cannot be swapped under us."""
+
     path: str
     fd: int
 

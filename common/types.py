@@ -21,6 +21,8 @@ WITH_IP_VERSION = ("0.3.0", "0.3.1", "0.4.0")
 
 @dataclass(frozen=True)
 class Interface:
+    """An interface in a result (interfaces[])."""
+
     name: str
     mac: str = ""
     sandbox: str = ""
@@ -31,6 +33,8 @@ class Interface:
 
 @dataclass(frozen=True)
 class IPConfig:
+    """An address in a result (ips[]), with its gateway and interface index."""
+
     address: object  # IPv4Interface | IPv6Interface
     gateway: object = None  # IPv4Address | IPv6Address | None
     interface: int | None = None
@@ -42,6 +46,8 @@ class IPConfig:
 
 @dataclass(frozen=True)
 class Route:
+    """A route in a result (routes[])."""
+
     dst: object  # IPv4Network | IPv6Network
     gw: object = None
     mtu: int = 0
@@ -53,6 +59,8 @@ class Route:
 
 @dataclass(frozen=True)
 class DNS:
+    """A result's dns section; false when empty."""
+
     nameservers: tuple[str, ...] = ()
     domain: str = ""
     search: tuple[str, ...] = ()
@@ -76,6 +84,8 @@ class DNS:
 
 @dataclass(frozen=True)
 class Result:
+    """A CNI result in its internal (1.1.0) shape."""
+
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()

@@ -42,6 +42,8 @@ def _family(version: int) -> int:
 
 @dataclass(frozen=True)
 class Address:
+    """An address assigned to a link (RTM_NEWADDR)."""
+
     index: int
     address: object  # IPv4Interface | IPv6Interface
     flags: int
@@ -111,6 +113,8 @@ def del_address(nl: Netlink, index: int, iface) -> bool:
 
 @dataclass(frozen=True)
 class RouteEntry:
+    """A route in the kernel's table (RTM_NEWROUTE)."""
+
     dst: object  # IPv4Network | IPv6Network
     gw: object | None
     oif: int
@@ -209,6 +213,8 @@ def del_route(nl: Netlink, dst, gw=None, oif: int = 0, **kw) -> bool:
 
 @dataclass(frozen=True)
 class Neighbour:
+    """A neighbour or FDB entry (RTM_NEWNEIGH)."""
+
     index: int
     dst: object  # an IP address, or for FDB entries the remote VTEP (or None)
     mac: str

@@ -24,6 +24,8 @@ BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED = 0x2, 0x4
 
 @dataclass(frozen=True)
 class Link:
+    """A network device as the kernel reports it (RTM_NEWLINK)."""
+
     index: int
     name: str
     kind: str  # "" for a device without IFLA_INFO_KIND (e.g. a physical NIC)
