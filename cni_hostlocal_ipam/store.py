@@ -32,12 +32,11 @@ try:  # the builtin sha256: hashlib would load OpenSSL's _hashlib, about 5 ms pe
 except ImportError:
     from hashlib import sha256
 
-from common import lock
+from common import lock, statedir
 from common.errors import CNIError, Code
 from common.types import parse_ip
 
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = statedir.FILE_FLAGS
 INDEX_PREFIX = ".alloc."
 TMP_PREFIX = ".tmp-"
 LAST_RESERVED = "last_reserved_ip."
@@ -73,10 +72,7 @@ class Allocation:
     ctime: float
 
 
-def _io_error(what: str, err: OSError) -> CNIError:
-    if err.errno in (errno.ENOTDIR, errno.ELOOP):
-        return CNIError(Code.UNSAFE_STATE_DIR, f"unsafe state directory: {what}", err.strerror)
-    return CNIError(Code.IO_FAILURE, f"{what} failed", err.strerror)
+_io_error = statedir.io_error
 
 
 class DiskStore:
@@ -111,41 +107,9 @@ class DiskStore:
         self.dirfd = self.lockfd = -1
 
     def _open_dir(self) -> int:
-        if self.create:
-            try:
-                os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
-            except FileExistsError:
-                raise CNIError(Code.INVALID_CONFIG, "invalid ipam.dataDir", f"{self.data_dir} is not a directory") from None
-            except OSError as err:
-                raise _io_error(f"creating {self.data_dir}", err) from None
-        try:
-            parent = os.open(self.data_dir, DIR_FLAGS)
-        except OSError as err:
-            if err.errno == errno.ENOTDIR:
-                raise CNIError(Code.INVALID_CONFIG, "invalid ipam.dataDir", f"{self.data_dir} is not a directory") from None
-            raise _io_error(f"opening {self.data_dir}", err) from None
-        try:
-            if self.create:
-                try:
-                    os.mkdir(self.network, 0o700, dir_fd=parent)
-                except FileExistsError:
-                    pass
-                except OSError as err:
-                    raise _io_error(f"creating {self.data_dir}/{self.network}", err) from None
-            try:
-                fd = os.open(self.network, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
-            except OSError as err:
-                raise _io_error(f"opening {self.data_dir}/{self.network}", err) from None
-        finally:
-            os.close(parent)
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            os.close(fd)
-            raise CNIError(
-                Code.UNSAFE_STATE_DIR,
-                f"unsafe state directory: {self.data_dir}/{self.network}",
-                f"owned by uid {st.st_uid} with mode {stat.filemode(st.st_mode)}; want ours and not group/world-writable",
-            )
+        fd = statedir.open_dir(self.data_dir, self.network, self.create, key="ipam.dataDir")
+        if fd is None:  # DEL/CHECK/GC look before they open: it went away meanwhile
+            raise CNIError(Code.IO_FAILURE, f"opening {self.data_dir}/{self.network} failed", os.strerror(errno.ENOENT))
         return fd
 
     def _open_lock(self) -> int:
