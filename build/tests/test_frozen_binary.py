@@ -198,18 +198,20 @@ def test_noexec_tmp_fails_without_tmpdir_and_works_with_it(netns):
     container = netns("c").path
     conf = json.dumps(hostlocal_conf("/tmp/data"))  # inside the private /tmp
     cni = f"CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_NETNS={container}"
+    # the binaries are bound to /mnt first (private mount namespace): a checkout under /tmp would vanish under the new /tmp
     script = f"""set -e
 mount --make-rprivate /
+mount --bind {BIN} /mnt
 mount -t tmpfs -o noexec,nosuid,nodev,mode=1777,size=64m none /tmp
 mkdir -m 0700 /tmp/cni-rt
 mount -t tmpfs -o mode=0700,size=64m none /tmp/cni-rt
 set +e
-echo '{{"cniVersion":"1.0.0"}}' | env -u TMPDIR CNI_COMMAND=VERSION {BIN}/host-local >/dev/null 2>/tmp/default.err
+echo '{{"cniVersion":"1.0.0"}}' | env -u TMPDIR CNI_COMMAND=VERSION /mnt/host-local >/dev/null 2>/tmp/default.err
 echo "default=$?"
-echo '{{"cniVersion":"1.0.0"}}' | TMPDIR=/tmp/cni-rt CNI_COMMAND=VERSION {BIN}/host-local | tr -d ' \\n'; echo
-TMPDIR=/tmp/cni-rt {MULTI} --self-test | tr -d ' \\n'; echo
-echo '{conf}' | TMPDIR=/tmp/cni-rt CNI_COMMAND=ADD {cni} {BIN}/host-local | tr -d ' \\n'; echo
-echo '{conf}' | TMPDIR=/tmp/cni-rt CNI_COMMAND=DEL {cni} {BIN}/host-local
+echo '{{"cniVersion":"1.0.0"}}' | TMPDIR=/tmp/cni-rt CNI_COMMAND=VERSION /mnt/host-local | tr -d ' \\n'; echo
+TMPDIR=/tmp/cni-rt /mnt/cni-multi --self-test | tr -d ' \\n'; echo
+echo '{conf}' | TMPDIR=/tmp/cni-rt CNI_COMMAND=ADD {cni} /mnt/host-local | tr -d ' \\n'; echo
+echo '{conf}' | TMPDIR=/tmp/cni-rt CNI_COMMAND=DEL {cni} /mnt/host-local
 echo "del=$?"
 echo "left=$(ls -A /tmp/cni-rt | wc -l)"
 """
