@@ -93,9 +93,7 @@ def add(args: skel.CmdArgs) -> Result:
         undo.callback(_quietly, netlink.delete_link, host, veth.name)
         bridge.attach_port(host, br, veth, conf)
         cont_link = netlink.get_link(cont, args.ifname)
-        if conf.mac_spoof_check:
-            from cni_bridge import spoofcheck
-
+        if conf.mac_spoof_check:  # spoofcheck was imported above, where the names were validated
             undo.callback(_quietly, spoofcheck.teardown, args.container_id, args.ifname)
             spoofcheck.setup(veth.name, cont_link.mac, args.container_id, args.ifname)
         result = Result(interfaces=(Interface(br.name, br.mac), Interface(veth.name, veth.mac), Interface(args.ifname, cont_link.mac, args.netns_path)))

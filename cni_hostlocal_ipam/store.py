@@ -72,9 +72,6 @@ class Allocation:
     ctime: float
 
 
-_io_error = statedir.io_error
-
-
 class DiskStore:
     def __init__(self, data_dir: str, network: str, lock_timeout: float = 10.0, create: bool = True):
         self.data_dir = data_dir
@@ -116,7 +113,7 @@ class DiskStore:
         try:
             fd = os.open("lock", os.O_RDONLY | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
         except OSError as err:
-            raise _io_error("opening the lock file", err) from None
+            raise statedir.io_error("opening the lock file", err) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise CNIError(Code.UNSAFE_STATE_DIR, "unsafe state directory", "lock is not a regular file")
@@ -178,7 +175,7 @@ class DiskStore:
             entries = [e for e in self.index.get(name, []) if e[2] != entry]
             self.index[name] = entries + [(h, self.boot, entry)]
         except OSError as err:
-            raise _io_error(f"reserving {name}", err) from None
+            raise statedir.io_error(f"reserving {name}", err) from None
         finally:
             self._unlink(tmp)
         self._replace(f"{LAST_RESERVED}{range_id}", name.encode())
@@ -301,7 +298,7 @@ class DiskStore:
                     raise CNIError(Code.UNSAFE_STATE_DIR, "unsafe state directory", f"cannot replace {name}") from None
                 self._unlink(name)  # a leftover of a killed run of ours
             except OSError as err:
-                raise _io_error(f"writing {name}", err) from None
+                raise statedir.io_error(f"writing {name}", err) from None
         try:
             os.fchmod(fd, 0o600)  # whatever the runtime's umask
             view = memoryview(data)
@@ -310,7 +307,7 @@ class DiskStore:
         except OSError as err:
             os.close(fd)
             self._unlink(name)
-            raise _io_error(f"writing {name}", err) from None
+            raise statedir.io_error(f"writing {name}", err) from None
         os.close(fd)
 
     def _replace(self, name: str, data: bytes) -> None:
@@ -321,7 +318,7 @@ class DiskStore:
             os.rename(tmp, name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
         except OSError as err:
             self._unlink(tmp)
-            raise _io_error(f"writing {name}", err) from None
+            raise statedir.io_error(f"writing {name}", err) from None
 
     def _unlink(self, name: str) -> None:
         try:
@@ -329,4 +326,4 @@ class DiskStore:
         except FileNotFoundError:
             pass
         except OSError as err:
-            raise _io_error(f"removing {name}", err) from None
+            raise statedir.io_error(f"removing {name}", err) from None
