@@ -35,14 +35,20 @@ def random_mac() -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
-def ensure_bridge(nl, conf) -> netlink.Link:
-    """Create the bridge, or verify that the existing device of that name is one."""
+def ensure_bridge(nl, conf, undo=None) -> netlink.Link:
+    """Create the bridge, or verify that the existing device of that name is one.
+
+    A bridge this call created is removed by `undo` (an ExitStack) if the ADD
+    fails, unless another pod's port has joined it meanwhile.
+    """
     created = False
     try:
         # an explicit MAC keeps the bridge's address stable as ports come and go (cni#285)
         netlink.create_bridge(nl, conf.bridge, mtu=conf.mtu, mac=random_mac(), vlan_filtering=conf.vlan_filtering)
         created = True
         log.info("created bridge %s", conf.bridge)
+        if undo is not None:
+            undo.callback(_remove_if_unused, nl, conf.bridge)
     except LinkExists:
         pass  # created by an earlier or concurrent ADD, or by an admin
     except netlink.NetlinkError as err:
@@ -62,6 +68,19 @@ def ensure_bridge(nl, conf) -> netlink.Link:
     except netlink.NetlinkError as err:
         raise err.cni(f"failed to set up bridge {conf.bridge!r}") from None
     return netlink.get_link(nl, index=br.index)
+
+
+def _remove_if_unused(nl, name: str) -> None:
+    """Rollback of a bridge this ADD created: gone, unless a port of someone else's uses it now."""
+    try:
+        br = netlink.find_link(nl, name)
+        if br is None or br.kind != "bridge":
+            return
+        if any(link.master == br.index for link in netlink.list_links(nl)):
+            return
+        netlink.delete_link(nl, index=br.index)
+    except netlink.NetlinkError as err:  # rollback goes on; the ADD's own error is what gets reported
+        log.warning("rollback: removing bridge %s failed: %s", name, err)
 
 
 def _pin_mac(nl, br: netlink.Link) -> None:

@@ -76,19 +76,19 @@ def add(args: skel.CmdArgs) -> Result:
     _check_tools(conf)
     if conf.mac_spoof_check:
         from cni_bridge import spoofcheck
-
-        spoofcheck.validate(args.container_id, args.ifname)
+    _validate_ipam(conf, args)
     records = Records(conf.data_dir, conf.name)
-    with netlink.host() as host, netlink.inside(args.netns) as cont, _transaction() as undo:
-        _refuse_live_attachment(host, records, args)
+    with records.locked(args.container_id, args.ifname, create=True) as entry, \
+            netlink.host() as host, netlink.inside(args.netns) as cont, _transaction() as undo:
+        _refuse_live_attachment(host, entry, args)
         if netlink.find_link(cont, args.ifname) is not None:
             raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"container veth name provided ({args.ifname}) already exists", f"in {args.netns_path}")
-        br = bridge.ensure_bridge(host, conf)
+        br = bridge.ensure_bridge(host, conf, undo)
         veth_name = netlink.random_veth_name()
         while netlink.find_link(host, veth_name) is not None:
             veth_name = netlink.random_veth_name()
-        records.new(args.container_id, args.ifname, args.netns_path, veth_name, conf.mac)
-        undo.callback(_quietly, records.remove, args.container_id, args.ifname)
+        entry.new(args.netns_path, veth_name, conf.mac)
+        undo.callback(_quietly, entry.remove)
         veth = _create_veth(host, args, conf, veth_name)
         undo.callback(_quietly, netlink.delete_link, host, veth.name)
         bridge.attach_port(host, br, veth, conf)
@@ -112,14 +112,27 @@ def add(args: skel.CmdArgs) -> Result:
     return result
 
 
-def _refuse_live_attachment(host, records: Records, args) -> None:
+def _validate_ipam(conf: BridgeConf, args) -> None:
+    """An IPAM config that host-local would refuse is refused before the bridge is made.
+
+    host-local runs in-process, so its own loader can judge the config (and
+    CNI_ARGS IP=) first; an exec'd or foreign IPAM judges its own, and a
+    bridge this ADD created is removed again if it refuses.
+    """
+    if conf.ipam_type == "host-local" and invoke.in_process("host-local", args.environ) is not None:
+        from cni_hostlocal_ipam.conf import IPAMConf
+
+        IPAMConf.load(args)
+
+
+def _refuse_live_attachment(host, entry, args) -> None:
     """A second ADD of a live container ID and ifname is refused before anything is touched.
 
     Its record would be overwritten and its rollback would release the live
     pod's address.  A record whose host veth is gone is a killed ADD's
     leftover: the runtime's DEL is owed, and this ADD may take its place.
     """
-    record = records.read(args.container_id, args.ifname)
+    record = entry.read()
     if record is None or not record.host_veth:
         return
     link = netlink.find_link(host, record.host_veth)
@@ -210,22 +223,23 @@ def delete(args: skel.CmdArgs) -> None:
     except CNIError as err:
         return _delete_without_config(args, err)
     records = Records(conf.data_dir, conf.name)
-    errors: list[CNIError] = []
-    record = _step(errors, "reading the attachment record", records.read, args.container_id, args.ifname)
-    _step(errors, "deleting the interface", _delete_links, args, record)
-    if conf.layer3:
-        _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
-    if conf.mac_spoof_check:
-        from cni_bridge import spoofcheck
+    with records.locked(args.container_id, args.ifname, create=False) as entry:
+        errors: list[CNIError] = []
+        record = _step(errors, "reading the attachment record", entry.read)
+        _step(errors, "deleting the interface", _delete_links, args, record)
+        if conf.layer3:
+            _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
+        if conf.mac_spoof_check:
+            from cni_bridge import spoofcheck
 
-        _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
-    if conf.layer3 and conf.ip_masq:
-        from cni_bridge import masq
+            _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
+        if conf.layer3 and conf.ip_masq:
+            from cni_bridge import masq
 
-        _step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
-    if errors:
-        raise _incomplete("DEL", errors)  # the record stays: a retried DEL still knows the host veth
-    _step(errors, "removing the attachment record", records.remove, args.container_id, args.ifname)
+            _step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
+        if errors:
+            raise _incomplete("DEL", errors)  # the record stays: a retried DEL still knows the host veth
+        _step(errors, "removing the attachment record", entry.remove)
     if errors:
         raise _incomplete("DEL", errors)
 
@@ -287,18 +301,25 @@ def _delete_without_config(args, err: CNIError) -> None:
     data_dir = data_dir_of(args.config)
     records = Records(data_dir, args.config["name"]) if data_dir else None
     errors: list[CNIError] = []
-    record = _step(errors, "reading the attachment record", records.read, args.container_id, args.ifname) if records else None
-    _step(errors, "deleting the interface", _delete_links, args, record)
-    _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
-    _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
-    if type(ipam_type) is str and ipam_type:
-        _step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
-    elif ipam:
-        errors.append(CNIError(err.code, "releasing the address: no IPAM plugin named"))
-    if errors:
-        raise CNIError(err.code, err.msg, "; ".join([err.details] + [str(e) for e in errors]).strip("; "))
-    if records:
-        _step(errors, "removing the attachment record", records.remove, args.container_id, args.ifname)
+    with ExitStack() as held:
+        entry = None
+        if records:
+            try:
+                entry = held.enter_context(records.locked(args.container_id, args.ifname, create=False))
+            except CNIError as lock_err:  # the rest of DEL still runs
+                errors.append(CNIError(lock_err.code, f"reading the attachment record: {lock_err.msg}", lock_err.details))
+        record = _step(errors, "reading the attachment record", entry.read) if entry else None
+        _step(errors, "deleting the interface", _delete_links, args, record)
+        _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
+        _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
+        if type(ipam_type) is str and ipam_type:
+            _step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
+        elif ipam:
+            errors.append(CNIError(err.code, "releasing the address: no IPAM plugin named"))
+        if errors:
+            raise CNIError(err.code, err.msg, "; ".join([err.details] + [str(e) for e in errors]).strip("; "))
+        if entry:
+            _step(errors, "removing the attachment record", entry.remove)
     log.warning("DEL with an invalid config (%s): interface, rules and address released", err)
 
 
@@ -312,7 +333,7 @@ def check(args: skel.CmdArgs) -> None:
 
 
 def gc(args: skel.CmdArgs) -> None:
-    from cni_bridge import masq, spoofcheck
+    from cni_bridge import masq
 
     conf = BridgeConf.load(args)
     valid = valid_attachments(args.config)
@@ -323,20 +344,28 @@ def gc(args: skel.CmdArgs) -> None:
     errors: list[CNIError] = []
     with netlink.host() as host:
         for record in _step(errors, "reading the attachment records", records.all) or ():
-            if (record.container_id, record.ifname) in valid:
-                continue
-            failed = len(errors)
-            link = netlink.find_link(host, record.host_veth) if record.host_veth else None
-            if link is not None and link.kind == "veth":
-                _step(errors, f"deleting {record.host_veth}", netlink.delete_link, host, None, link.index)
-            _step(errors, "removing macspoofchk rules", spoofcheck.teardown, record.container_id, record.ifname)
-            if len(errors) == failed:  # else keep it: the next GC still knows what to remove
-                _step(errors, "removing the attachment record", records.remove, record.container_id, record.ifname)
+            if (record.container_id, record.ifname) not in valid:
+                _step(errors, f"collecting {record.container_id}/{record.ifname}", _collect, host, records, record)
+    _step(errors, "removing the locks of killed calls", records.collect_orphan_locks)
     _step(errors, "removing masquerade rules", masq.collect, conf.name, valid)
     if conf.layer3:
         _step(errors, "IPAM GC", invoke.delegate, "GC", conf.ipam_type, args)
     if errors:
         raise _incomplete("GC", errors)
+
+
+def _collect(host, records: Records, record) -> None:
+    """GC of one stale attachment, under its lock; one that an ADD or DEL holds now is theirs to finish."""
+    from cni_bridge import spoofcheck
+
+    with records.locked(record.container_id, record.ifname, create=False, wait=False) as entry:
+        if entry is None or entry.read() != record:
+            return
+        link = netlink.find_link(host, record.host_veth) if record.host_veth else None
+        if link is not None and link.kind == "veth":
+            netlink.delete_link(host, None, link.index)
+        spoofcheck.teardown(record.container_id, record.ifname)
+        entry.remove()  # only when all went well: else the next GC still knows what to remove
 
 
 def status(args: skel.CmdArgs) -> None:

@@ -2,30 +2,34 @@
 
 The reference's layout (so either implementation removes the other's rules):
 table bridge nat, base chain PREROUTING (filter, prerouting, priority -300),
-  iifname "<host veth>" jump cni-br-iface-<cid>-<if>
-  cni-br-iface-<cid>-<if>:      jump cni-br-iface-<cid>-<if>-mac
-  cni-br-iface-<cid>-<if>-mac:  ether saddr <mac> return; drop
-every rule commented macspoofchk-<cid>-<if>.  Teardown needs only the
+  iifname "<host veth>" jump cni-br-iface-<id>
+  cni-br-iface-<id>:      jump cni-br-iface-<id>-mac
+  cni-br-iface-<id>-mac:  ether saddr <mac> return; drop
+every rule commented macspoofchk-<id>.  The reference's <id> is
+"<cid>-<ifname>", which (pod-1, eth0) and (pod, 1-eth0) share: we use it
+only where it stands for one pair alone (every ordinary pod), and
+common.attachment.digest() of the pair otherwise.  Teardown needs only the
 container ID and ifname, so it works without the container's namespace.
 """
 import re
 
-from common import firewall
-from common.errors import CNIError, Code
+from common import attachment, firewall
 
 TABLE = "bridge nat"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_./-]+\Z")  # what nft accepts as an unquoted chain name
 
 
+def rule_id(container_id: str, ifname: str) -> str:
+    plain = f"{container_id}-{ifname}"
+    if len(plain) <= 200 and _IDENTIFIER.match(plain) and attachment.legacy_splits(plain) == [(container_id, ifname)]:
+        return plain
+    return attachment.digest(container_id, ifname)
+
+
 def _names(container_id: str, ifname: str) -> tuple[str, str, str]:
-    base = f"cni-br-iface-{container_id}-{ifname}"
-    return base, base + "-mac", f"macspoofchk-{container_id}-{ifname}"
-
-
-def validate(container_id: str, ifname: str) -> None:
-    """Before ADD touches anything: the names must form nft chain names."""
-    if not _IDENTIFIER.match(_names(container_id, ifname)[0]):
-        raise CNIError(Code.INVALID_CONFIG, "macspoofchk needs an interface name nftables can use in a chain name", f"{ifname!r}: use letters, digits, '_', '.', '-'")
+    ref = rule_id(container_id, ifname)
+    base = f"cni-br-iface-{ref}"
+    return base, base + "-mac", f"macspoofchk-{ref}"
 
 
 def _stale_prerouting(comment: str) -> list[int]:
@@ -56,12 +60,10 @@ def setup(host_veth: str, mac: str, container_id: str, ifname: str) -> None:
 
 def teardown(container_id: str, ifname: str) -> None:
     iface, mac_chain, comment = _names(container_id, ifname)
-    if not _IDENTIFIER.match(iface):
-        return  # such names were refused by ADD: nothing can exist
     chains = set(firewall.nft_chains("bridge", "nat"))
     lines = [f"delete rule {TABLE} PREROUTING handle {h}" for h in _stale_prerouting(comment)]
     # the jump into a chain goes first, then the chain that jumps to the next, then the last
-    lines += [f'delete chain {TABLE} {name}' for name in (iface, mac_chain) if name in chains]
+    lines += [f"delete chain {TABLE} {name}" for name in (iface, mac_chain) if name in chains]
     if lines:
         firewall.nft("\n".join(lines) + "\n", "removing macspoofchk rules")
 

@@ -1,16 +1,16 @@
 """Attachment records: what an ADD created, readable without the container's namespace.
 
-<dataDir>/<network>/<containerID>-<ifname>.json is written before the veth is
-created and removed by DEL.  It names the host-side veth and the container
-MAC, so DEL can remove the pair when CNI_NETNS is empty, refuse to delete an
-interface of the same name in a recycled namespace, and GC can find every
-attachment of this network (for macspoofchk chains and stray veths).
+One record per attachment in <dataDir>/<network>/ (common.records: names
+that cannot collide, a lock per attachment).  It is written before the veth
+is created and removed by DEL.  It names the host-side veth and the
+container MAC, so DEL can remove the pair when CNI_NETNS is empty, refuse to
+delete an interface of the same name in a recycled namespace, and GC can
+find every attachment of this network.
 """
-import json
-import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from common import statedir
+from common import records, statedir
 
 
 @dataclass(frozen=True)
@@ -25,95 +25,46 @@ class Record:
     boot: str = ""
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip().replace("-", "")[:16]
-    except OSError:
-        return ""
+def _record(doc: dict | None) -> Record | None:
+    if doc is None:
+        return None
+    return Record(**{k: str(doc.get(k, "")) for k in Record.__dataclass_fields__})
+
+
+class Attachment:
+    """One attachment's record while its lock is held."""
+
+    def __init__(self, entry: records.Entry):
+        self.entry = entry
+
+    def read(self) -> Record | None:
+        return _record(self.entry.read())
+
+    def new(self, netns: str, host_veth: str, mac: str = "") -> Record:
+        record = Record(*self.entry.pair, netns, host_veth, mac, statedir.boot_id())
+        self.entry.write(asdict(record))
+        return record
+
+    def remove(self) -> None:
+        self.entry.remove()
 
 
 class Records:
     def __init__(self, data_dir: str, network: str):
-        self.data_dir, self.network = data_dir, network
-        self.dir = os.path.join(data_dir, network)
+        self.store = records.Records(data_dir, network)
+        self.dir = self.store.path
 
-    @staticmethod
-    def _name(container_id: str, ifname: str) -> str:
-        return f"{container_id}-{ifname}.json"
-
-    def _open(self, create: bool) -> int | None:
-        return statedir.open_dir(self.data_dir, self.network, create)
-
-    def write(self, record: Record) -> None:
-        dirfd = self._open(create=True)
-        try:
-            statedir.write_file(dirfd, self._name(record.container_id, record.ifname), json.dumps(asdict(record)).encode())
-        except OSError as err:
-            raise statedir.io_error(f"recording the attachment in {self.dir}", err) from None
-        finally:
-            os.close(dirfd)
-
-    def new(self, container_id: str, ifname: str, netns: str, host_veth: str, mac: str = "") -> Record:
-        record = Record(container_id, ifname, netns, host_veth, mac, _boot_id())
-        self.write(record)
-        return record
+    @contextmanager
+    def locked(self, container_id: str, ifname: str, create: bool, wait: bool = True):
+        """Attachment under its lock, or None (wait=False) while another call holds it."""
+        with self.store.locked(container_id, ifname, create, wait) as entry:
+            yield None if entry is None else Attachment(entry)
 
     def read(self, container_id: str, ifname: str) -> Record | None:
-        dirfd = self._open(create=False)
-        if dirfd is None:
-            return None
-        try:
-            return self._load(dirfd, self._name(container_id, ifname))
-        finally:
-            os.close(dirfd)
-
-    @staticmethod
-    def _load(dirfd: int, name: str) -> Record | None:
-        data = statedir.read_file(dirfd, name)
-        if data is None:
-            return None
-        try:
-            doc = json.loads(data)
-            return Record(**{k: str(doc.get(k, "")) for k in Record.__dataclass_fields__})
-        except (ValueError, TypeError, AttributeError):
-            return None  # a damaged record is treated as absent; DEL still cleans by identity
-
-    def remove(self, container_id: str, ifname: str) -> None:
-        dirfd = self._open(create=False)
-        if dirfd is None:
-            return
-        try:
-            os.unlink(self._name(container_id, ifname), dir_fd=dirfd)
-        except FileNotFoundError:
-            pass
-        finally:
-            os.close(dirfd)
+        return _record(self.store.read(container_id, ifname))
 
     def all(self) -> list[Record]:
-        dirfd = self._open(create=False)
-        if dirfd is None:
-            return []
-        try:
-            out = []
-            for name in sorted(os.listdir(dirfd)):
-                if name.endswith(".json"):
-                    record = self._load(dirfd, name)
-                    if record is not None:
-                        out.append(record)
-                elif ".json.tmp-" in name:
-                    self._drop_stale(dirfd, name)
-            return out
-        finally:
-            os.close(dirfd)
+        return [_record(doc) for doc in self.store.all()]
 
-    @staticmethod
-    def _drop_stale(dirfd: int, name: str) -> None:
-        """A killed writer's leftover; young ones may belong to a writer still running."""
-        import time
-
-        try:
-            if time.time() - os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mtime > 60:
-                os.unlink(name, dir_fd=dirfd)
-        except FileNotFoundError:
-            pass
+    def collect_orphan_locks(self) -> None:
+        self.store.collect_orphan_locks()

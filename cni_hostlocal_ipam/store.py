@@ -27,12 +27,7 @@ from dataclasses import dataclass
 # and enum conversions (about 2 ms per start, docs/performance.md)
 from _socket import AF_INET6, inet_ntoa, inet_ntop
 
-try:  # the builtin sha256: hashlib would load OpenSSL's _hashlib, about 5 ms per start
-    from _sha256 import sha256  # CPython 3.11; 3.12 renamed it _sha2
-except ImportError:
-    from hashlib import sha256
-
-from common import lock, statedir
+from common import attachment, lock, statedir
 from common.errors import CNIError, Code
 from common.types import parse_ip
 
@@ -44,15 +39,12 @@ MAX_RECORD = 4096
 
 
 def owner_hash(container_id: str, ifname: str) -> str:
-    return sha256(f"{container_id}\r\n{ifname}".encode()).hexdigest()[:16]
+    """The index's short owner tag: it only narrows the search, the record's contents decide."""
+    return attachment.sha256(f"{container_id}\r\n{ifname}".encode()).hexdigest()[:16]
 
 
 def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-            return f.read().decode().strip().replace("-", "")[:16]
-    except OSError:
-        return "0" * 16
+    return statedir.boot_id() or "0" * 16
 
 
 def ip_name(version: int, n: int) -> str:
@@ -237,10 +229,11 @@ class DiskStore:
         for name, entries in self.index.items():
             for eh, boot, entry in entries:
                 if eh == h and name in self.taken:
-                    st = self._stat(name)
-                    if st is not None and self._same_inode(entry, st):
-                        found.append(Allocation(parse_ip(name), container_id, ifname, boot, st.st_ctime))
-                    elif st is not None:
+                    record = self._read(name, with_stat=True)
+                    # a tag shared by another owner (a 64-bit collision) must not release its address
+                    if record is not None and self._same_inode(entry, record[1]) and record[0].decode("utf-8", "replace").strip() == want:
+                        found.append(Allocation(parse_ip(name), container_id, ifname, boot, record[1].st_ctime))
+                    elif record is not None:
                         stale.add(name)
         # records without an index link were written by another implementation: read those
         legacy_found = []

@@ -4,18 +4,16 @@
   lock               flock held while converging (ADDs and sync never interleave)
   lease.json         this node's lease, for ADD while etcd is down
   applied.json       the peer set last programmed (CHECK and status read it)
-  containers/<cid>-<ifname>.json   the delegate config each ADD used (DEL replays it)
+  containers/      the delegate config each ADD used, per attachment (common.records; DEL replays it)
 """
-import errno
 import json
 import logging
 import os
-import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from common import lock, netlink
+from common import netlink, statedir
 from common.errors import CNIError, Code
 from cni_vxlan import device, etcd
 from cni_vxlan.conf import Peer, VxlanConf
@@ -23,7 +21,6 @@ from cni_vxlan.reconcile import reconcile
 from cni_vxlan.store import Lease, LeaseStore
 
 log = logging.getLogger(__name__)
-FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -40,89 +37,44 @@ def state_dir(conf: VxlanConf) -> str:
     return os.path.join(conf.data_dir, conf.name)
 
 
-def _state_error(what: str, err: OSError) -> CNIError:
-    if err.errno == errno.ELOOP:  # O_NOFOLLOW met a planted symlink
-        return CNIError(Code.UNSAFE_STATE_DIR, f"unsafe state directory: {what} is a symlink", err.strerror)
-    return CNIError(Code.IO_FAILURE, f"{what} failed", err.strerror)
-
-
-def safe_dir(path: str) -> str:
-    """Create a state directory (0700) and refuse one that is a symlink, not ours, or group/world-writable.
-
-    os.makedirs follows symlinks: a planted <dataDir>/<network> link would
-    otherwise put every state file of ours wherever it points.
-    """
+@contextmanager
+def _state(conf: VxlanConf, create: bool):
+    """An fd of <dataDir>/<network> under common.statedir's rules (None when absent and not create)."""
+    fd = statedir.open_dir(conf.data_dir, conf.name, create)
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.lstat(path)
-    except FileExistsError:
-        raise CNIError(Code.INVALID_CONFIG, "invalid dataDir", f"{path} is not a directory") from None
-    except OSError as err:
-        raise _state_error(f"creating {path}", err) from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise CNIError(
-            Code.UNSAFE_STATE_DIR,
-            f"unsafe state directory: {path}",
-            f"{stat.filemode(st.st_mode)} owned by uid {st.st_uid}; want a directory of ours, not group/world-writable",
-        )
-    return path
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 @contextmanager
 def node_lock(conf: VxlanConf):
-    path = safe_dir(state_dir(conf))
-    try:
-        fd = os.open(os.path.join(path, "lock"), os.O_RDONLY | os.O_CREAT | FLAGS, 0o600)
-    except OSError as err:
-        raise _state_error(f"opening {path}/lock", err) from None
-    try:
-        lock.acquire(fd, conf.lock_timeout, f"vxlan network {conf.name}")
-        yield
-    finally:
-        os.close(fd)
+    with _state(conf, create=True) as fd:
+        with statedir.locked(fd, "lock", conf.lock_timeout, f"vxlan network {conf.name}"):
+            yield
 
 
-def write_json(path: str, data) -> None:
-    safe_dir(os.path.dirname(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | FLAGS, 0o600)
+def write_state(conf: VxlanConf, name: str, data) -> None:
+    with _state(conf, create=True) as fd:
         try:
-            os.fchmod(fd, 0o600)  # whatever the runtime's umask
-            view = memoryview(json.dumps(data).encode())
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except OSError as err:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        except OSError as cleanup:
-            log.warning("cannot remove %s: %s", tmp, cleanup.strerror)
-        raise _state_error(f"writing {path}", err) from None
+            statedir.write_file(fd, name, json.dumps(data).encode())
+        except OSError as err:
+            raise statedir.io_error(f"writing {state_dir(conf)}/{name}", err) from None
 
 
-def read_json(path: str):
+def read_state(conf: VxlanConf, name: str):
+    """A state file's JSON; None when absent, damaged or not a regular file (as a missing file)."""
+    with _state(conf, create=False) as fd:
+        data = statedir.read_file(fd, name, 1 << 20) if fd is not None else None
     try:
-        # O_NONBLOCK: a FIFO planted under the name must not hang the plugin
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | FLAGS)
-    except OSError:
+        return json.loads(data) if data is not None else None
+    except ValueError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return json.loads(os.read(fd, 1 << 20))
-    except (ValueError, OSError):
-        return None  # damaged or unreadable state counts as absent, as a missing file does
-    finally:
-        os.close(fd)
 
 
 def cached_lease(conf: VxlanConf) -> Lease | None:
-    data = read_json(os.path.join(state_dir(conf), "lease.json"))
+    data = read_state(conf, "lease.json")
     try:
         subnet = ip_network(data["subnet"])
         return Lease(Peer(data["node"], ip_address(data["vtep"]), subnet, data["mac"]), int(data.get("underlayMTU", 0)))
@@ -132,11 +84,11 @@ def cached_lease(conf: VxlanConf) -> Lease | None:
 
 def _save_lease(conf: VxlanConf, lease: Lease) -> None:
     p = lease.peer
-    write_json(os.path.join(state_dir(conf), "lease.json"), {"node": p.node, "subnet": str(p.subnet), "vtep": str(p.vtep), "mac": p.mac, "underlayMTU": lease.underlay_mtu})
+    write_state(conf, "lease.json", {"node": p.node, "subnet": str(p.subnet), "vtep": str(p.vtep), "mac": p.mac, "underlayMTU": lease.underlay_mtu})
 
 
 def applied_peers(conf: VxlanConf) -> list[Peer]:
-    data = read_json(os.path.join(state_dir(conf), "applied.json")) or {}
+    data = read_state(conf, "applied.json") or {}
     peers = []
     for raw in data.get("peers", []):
         try:
@@ -147,7 +99,7 @@ def applied_peers(conf: VxlanConf) -> list[Peer]:
 
 
 def _save_applied(conf: VxlanConf, peers, revision: int) -> None:
-    write_json(os.path.join(state_dir(conf), "applied.json"), {
+    write_state(conf, "applied.json", {
         "revision": revision,
         "peers": [{"node": p.node, "vtep": str(p.vtep), "subnet": str(p.subnet), "mac": p.mac} for p in peers],
     })

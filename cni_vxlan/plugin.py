@@ -12,12 +12,12 @@ import os
 import sys
 from dataclasses import replace
 
-from common import invoke, netlink, skel
+from common import invoke, netlink, records, skel
 from common.config import valid_attachments
 from common.errors import CNIError, Code
 from common.types import Interface, Result
 from cni_vxlan import device, node
-from cni_vxlan.conf import VxlanConf
+from cni_vxlan.conf import DEFAULT_DATA_DIR, VxlanConf
 from cni_vxlan.reconcile import plan, programmed
 
 log = logging.getLogger(__name__)
@@ -47,30 +47,30 @@ def delegate_config(conf: VxlanConf, lease, mtu: int, request: dict) -> dict:
     return out
 
 
-def _scratch(conf: VxlanConf, args) -> str:
-    return os.path.join(node.state_dir(conf), "containers", f"{args.container_id}-{args.ifname}.json")
+def _saved_configs(data_dir: str, network: str) -> records.Records:
+    return records.Records(data_dir, network, "containers")
 
 
 def add(args: skel.CmdArgs) -> Result:
     conf = VxlanConf.load(args.config)
-    scratch = _scratch(conf, args)
-    if _saved(scratch) is not None:
-        # a second ADD would overwrite the saved config and, failing, take the live attachment's records with it
-        raise CNIError(Code.DUPLICATE_ALLOCATION, f"{args.container_id}/{args.ifname} is already attached to network {conf.name}",
-                       "DEL it before adding it again")
     _validate_delegate(conf, args)
-    with netlink.host() as nl:
-        state = node.converge(conf, nl)
-        mtu = state.device.mtu
-    delegate = delegate_config(conf, state.lease, mtu, args.config)
-    invoke.check_available(delegate["type"], args)
-    # saved before delegating: a DEL after a crash still knows what to undo
-    node.write_json(scratch, {"device": conf.device, "delegate": delegate})
-    try:
-        result = invoke.delegate("ADD", delegate["type"], args, delegate)
-    except BaseException:
-        os.unlink(scratch)
-        raise
+    with _saved_configs(conf.data_dir, conf.name).locked(args.container_id, args.ifname, create=True) as entry:
+        if _saved(entry.read()) is not None:
+            # a second ADD would overwrite the saved config and, failing, take the live attachment's records with it
+            raise CNIError(Code.DUPLICATE_ALLOCATION, f"{args.container_id}/{args.ifname} is already attached to network {conf.name}",
+                           "DEL it before adding it again")
+        with netlink.host() as nl:
+            state = node.converge(conf, nl)
+            mtu = state.device.mtu
+        delegate = delegate_config(conf, state.lease, mtu, args.config)
+        invoke.check_available(delegate["type"], args)
+        # saved before delegating: a DEL after a crash still knows what to undo
+        entry.write({"device": conf.device, "delegate": delegate})
+        try:
+            result = invoke.delegate("ADD", delegate["type"], args, delegate)
+        except BaseException:
+            entry.remove()
+            raise
     # the VXLAN device is a host-side interface of this attachment too
     return result.with_(interfaces=result.interfaces + (Interface(state.device.name, state.device.mac),))
 
@@ -103,11 +103,11 @@ def _validate_delegate(conf: VxlanConf, args) -> None:
             IPAMConf.load(sub)
 
 
-def _saved(path: str) -> tuple[str, dict] | None:
-    data = node.read_json(path)
+def _saved(data: dict | None) -> tuple[str, dict] | None:
     if type(data) is not dict or type(data.get("delegate")) is not dict:
         return None
-    return data.get("device", ""), data["delegate"]
+    device = data.get("device")
+    return device if type(device) is str else "", data["delegate"]
 
 
 def _with_prev(delegate: dict, request: dict, device_name: str) -> dict:
@@ -125,20 +125,20 @@ def delete(args: skel.CmdArgs) -> None:
         data_dir = VxlanConf.load(args.config).data_dir
     except CNIError:
         # a config that broke since ADD: the saved delegate config is all DEL needs
-        data_dir = args.config.get("dataDir") if type(args.config.get("dataDir")) is str else "/var/lib/cni/vxlan"
-    scratch = os.path.join(data_dir, args.config["name"], "containers", f"{args.container_id}-{args.ifname}.json")
-    saved = _saved(scratch)
-    if saved is None:
-        return  # never added, or already deleted
-    device_name, delegate = saved
-    delegate = _with_prev(delegate, args.config, device_name)
-    invoke.delegate("DEL", delegate.get("type", "bridge"), args, delegate)
-    os.unlink(scratch)
+        data_dir = args.config.get("dataDir") if type(args.config.get("dataDir")) is str else DEFAULT_DATA_DIR
+    with _saved_configs(data_dir, args.config["name"]).locked(args.container_id, args.ifname, create=False) as entry:
+        saved = _saved(entry.read())
+        if saved is None:
+            return  # never added, or already deleted
+        device_name, delegate = saved
+        delegate = _with_prev(delegate, args.config, device_name)
+        invoke.delegate("DEL", delegate.get("type", "bridge"), args, delegate)
+        entry.remove()
 
 
 def check(args: skel.CmdArgs) -> None:
     conf = VxlanConf.load(args.config)
-    saved = _saved(_scratch(conf, args))
+    saved = _saved(_saved_configs(conf.data_dir, conf.name).read(args.container_id, args.ifname))
     if saved is None:
         raise CNIError(Code.CHECK_MISMATCH, f"no attachment {args.container_id}/{args.ifname} on network {conf.name}")
     device_name, delegate = saved
@@ -181,23 +181,32 @@ def gc(args: skel.CmdArgs) -> None:
     if valid is None:
         log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
         valid = set()
-    directory = os.path.join(node.state_dir(conf), "containers")
+    saved_configs = _saved_configs(conf.data_dir, conf.name)
     errors = []
-    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-        cid, _, ifname = name.removesuffix(".json").rpartition("-")
-        saved = _saved(os.path.join(directory, name)) if name.endswith(".json") else None
-        if saved is None or (cid, ifname) in valid:
+    for doc in saved_configs.all():
+        cid, ifname = doc["container_id"], doc["ifname"]
+        if (cid, ifname) in valid or _saved(doc) is None:
             continue
         try:  # the runtime's DEL never came: replay it, as libcni's GC does for cached attachments
-            invoke.delegate("DEL", saved[1].get("type", "bridge"), replace(args, container_id=cid, ifname=ifname), saved[1])
-            os.unlink(os.path.join(directory, name))
+            _collect(saved_configs, replace(args, container_id=cid, ifname=ifname))
         except CNIError as err:
             errors.append(f"{cid}/{ifname}: {err}")
+    saved_configs.collect_orphan_locks()
     forwarded = _node_delegate(conf, args)
     if forwarded is not None:  # forward GC to the delegate, and through it to host-local
         invoke.delegate("GC", forwarded["type"], args, forwarded)
     if errors:
         raise CNIError(Code.KERNEL_REFUSED, "GC incomplete", "; ".join(errors))
+
+
+def _collect(saved_configs: records.Records, args) -> None:
+    """GC of one attachment, under its lock; one that an ADD or DEL holds now is theirs to finish."""
+    with saved_configs.locked(args.container_id, args.ifname, create=False, wait=False) as entry:
+        saved = _saved(entry.read()) if entry is not None else None
+        if saved is None:
+            return
+        invoke.delegate("DEL", saved[1].get("type", "bridge"), args, saved[1])
+        entry.remove()
 
 
 def _node_delegate(conf: VxlanConf, args) -> dict | None:

@@ -49,3 +49,20 @@ class CNIError(Exception):
 
     def __str__(self) -> str:
         return f"{self.msg}: {self.details}" if self.details else self.msg
+
+
+# errno -> code, for refusals that reach the protocol layer unmapped (README, "Error codes")
+_IO_ERRNOS = {5, 28, 30, 122, 24, 23, 12}  # EIO, ENOSPC, EROFS, EDQUOT, EMFILE, ENFILE, ENOMEM
+_GONE_ERRNOS = {2, 19, 3}  # ENOENT, ENODEV, ESRCH: something vanished under us (a concurrent DEL, a dying pod)
+_BUSY_ERRNOS = {11, 16, 4}  # EAGAIN, EBUSY, EINTR
+
+
+def from_os_error(err: OSError, what: str = "") -> CNIError:
+    """The one mapping of kernel and OS refusals to codes: 999 stays for bugs."""
+    text = err.strerror or str(err)
+    msg = what or (str(err) if err.strerror is None else f"the operating system refused: {text}")
+    if err.errno in _IO_ERRNOS:
+        return CNIError(Code.IO_FAILURE, msg, text)
+    if err.errno in _GONE_ERRNOS or err.errno in _BUSY_ERRNOS:
+        return CNIError(Code.TRY_AGAIN_LATER, msg, f"{text}; an object this call used changed meanwhile, retry")
+    return CNIError(Code.KERNEL_REFUSED, msg, text)

@@ -41,6 +41,15 @@ def acquire(fd: int, timeout: float, what: str) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
+def try_acquire(fd: int) -> bool:
+    """Take the flock if nobody holds it; False at once otherwise."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
 def _poll(fd: int, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.001

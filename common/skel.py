@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from common.config import MAX_STDIN, check_name, dumps, load_json, parse_cni_args
-from common.errors import CNIError, Code
+from common.errors import CNIError, Code, from_os_error
 from common.version import COMMAND_MIN_VERSION, LATEST, SUPPORTED_VERSIONS, parse_version
 
 COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
@@ -75,12 +75,24 @@ def ifname_problem(name: str) -> str | None:
         return f"longer than {IFNAME_MAX} bytes"
     if name in (".", ".."):
         return "may not be '.' or '..'"
+    if name in ("all", "default"):
+        # the kernel's per-interface sysctl directories already use these names
+        return f"{name!r} is reserved by the kernel (/proc/sys/net/*/conf/{name})"
     for ch in name:
         if ch in "/:%\"\\" or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
             # '%' is a kernel name template (eth%d would create eth0, eth1...);
             # quotes and backslashes could escape a firewall rule's quoting
             return f"contains {ch!r}"
+        if not ch.isascii() and _invisible(ch):
+            # a zero-width space or a right-to-left override makes one name look like another
+            return f"contains the invisible character U+{ord(ch):04X}"
     return None
+
+
+def _invisible(ch: str) -> bool:
+    from unicodedata import category
+
+    return category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp", "Zs", "Mn", "Me")
 
 
 def container_id_problem(cid: str) -> str | None:
@@ -221,6 +233,8 @@ def run(plugin: Plugin, environ=None, stdin=None, stdout=None, stderr=None) -> i
     except Interrupted:
         err = CNIError(Code.TRY_AGAIN_LATER, "interrupted by a signal", "the operation was rolled back")
         return _fail(stdout, err.to_wire(inv.cni_version))
+    except OSError as err:  # the kernel or the OS refused something no layer below mapped
+        return _fail(stdout, from_os_error(err).to_wire(inv.cni_version))
     except Exception as exc:  # the one boundary where unknown failures become 999
         import traceback
 

@@ -1,16 +1,20 @@
-"""A plugin's state directory <dataDir>/<network>, opened so that nothing planted there can redirect us.
+"""The one owner of plugin state: <dataDir>/<network>, its files, its locks, the boot id.
 
 os.makedirs() and open(path, O_NOFOLLOW) follow symlinks in every component
 but the last: a planted <dataDir>/<network> symlink would put our files
 wherever it points.  So the network directory is opened with O_NOFOLLOW
-relative to an fd of dataDir, checked with fstat, and every later file
-operation goes through that fd.
+relative to an fd of dataDir, checked with fstat (ours, not group- or
+world-writable), and every later file operation goes through that fd.
+Directories we create are 0700, files 0600, and a file is published
+complete (write, then rename) or not at all.
 """
 import contextlib
 import errno
 import os
 import stat
+import time
 
+from common import lock
 from common.errors import CNIError, Code
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -23,11 +27,39 @@ def io_error(what: str, err: OSError) -> CNIError:
     return CNIError(Code.IO_FAILURE, f"{what} failed", err.strerror)
 
 
+def boot_id() -> str:
+    """This boot's id (16 hex digits), or "" when the kernel does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().decode().strip().replace("-", "")[:16]
+    except (OSError, UnicodeError):
+        return ""
+
+
+def missing_dirs(path: str) -> list[str]:
+    """The components of `path` that do not exist yet, deepest last: what creating it would add."""
+    out = []
+    while path and path != "/" and not os.path.lexists(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out[::-1]
+
+
+def remove_empty(paths: list[str]) -> None:
+    """Undo of directory creation: remove those still empty, deepest first (someone else's files keep theirs)."""
+    for path in reversed(paths):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+
+
 def open_dir(data_dir: str, network: str, create: bool, key: str = "dataDir") -> int | None:
     """An fd of <data_dir>/<network> (created 0700 if create), or None when absent and not create.
 
     Refuses (105) a network directory that is a symlink, not ours, or
     group/world-writable; a data_dir that is not a directory is a config error (7).
+    Directories it creates are 0700, dataDir's own missing parents included.
     """
     if create:
         try:
@@ -60,12 +92,34 @@ def open_dir(data_dir: str, network: str, create: bool, key: str = "dataDir") ->
             raise io_error(f"opening {data_dir}/{network}", err) from None
     finally:
         os.close(parent)
+    return _checked(fd, f"{data_dir}/{network}")
+
+
+def open_subdir(dirfd: int, name: str, create: bool, what: str) -> int | None:
+    """An fd of the directory `name` inside dirfd (created 0700 if create), under open_dir's rules."""
+    if create:
+        try:
+            os.mkdir(name, 0o700, dir_fd=dirfd)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise io_error(f"creating {what}", err) from None
+    try:
+        fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise io_error(f"opening {what}", err) from None
+    return _checked(fd, what)
+
+
+def _checked(fd: int, what: str) -> int:
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() or st.st_mode & 0o022:
         os.close(fd)
         raise CNIError(
             Code.UNSAFE_STATE_DIR,
-            f"unsafe state directory: {data_dir}/{network}",
+            f"unsafe state directory: {what}",
             f"owned by uid {st.st_uid} with mode {stat.filemode(st.st_mode)}; want ours and not group/world-writable",
         )
     return fd
@@ -102,3 +156,70 @@ def write_file(dirfd: int, name: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dirfd)
         raise
+
+
+def remove_file(dirfd: int, name: str) -> None:
+    """Unlink `name`; one already gone counts as removed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dirfd)
+
+
+def drop_stale_temp(dirfd: int, name: str, age: float = 60) -> None:
+    """A killed writer's temp file; young ones may belong to a writer still running."""
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mtime > age:
+            os.unlink(name, dir_fd=dirfd)
+
+
+class HeldLock:
+    """An flock on <name>.lock in a state directory; remove() deletes the lock file while still holding it."""
+
+    def __init__(self, dirfd: int, name: str, fd: int):
+        self.dirfd, self.name, self.fd = dirfd, name, fd
+
+    def remove(self) -> None:
+        # waiters find the inode unlinked once they get it, and open the file anew
+        remove_file(self.dirfd, self.name)
+
+
+@contextlib.contextmanager
+def locked(dirfd: int, name: str, timeout: float, what: str, wait: bool = True):
+    """Hold an exclusive flock on the file `name` in dirfd for the block (code 11 after `timeout` seconds).
+
+    The file may be unlinked by a holder (remove()), so after each acquisition
+    the name must still refer to the locked inode; otherwise try again.
+    With wait=False, yields None at once when another process holds it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=dirfd)
+        except OSError as err:
+            raise io_error(f"opening the lock {name}", err) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CNIError(Code.UNSAFE_STATE_DIR, "unsafe state directory", f"{name} is not a regular file")
+            if wait:
+                lock.acquire(fd, max(deadline - time.monotonic(), 0.001), what)
+            elif not lock.try_acquire(fd):
+                os.close(fd)
+                fd = -1
+            st = os.fstat(fd) if fd >= 0 else None
+            try:
+                now = os.stat(name, dir_fd=dirfd, follow_symlinks=False) if st else None
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        if fd < 0:
+            yield None
+            return
+        if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+            break
+        os.close(fd)  # the holder we waited for removed it
+    try:
+        yield HeldLock(dirfd, name, fd)
+    finally:
+        os.close(fd)

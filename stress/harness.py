@@ -221,7 +221,7 @@ class Harness:
 
     def record_of(self, c: Container) -> dict | None:
         try:
-            with open(f"{self.bridge_dir(c.net)}/{c.cid}-{IFNAME}.json") as f:
+            with open(f"{self.bridge_dir(c.net)}/{c.cid}:{IFNAME}.json") as f:
                 return json.load(f)
         except (OSError, ValueError):
             return None
@@ -342,7 +342,7 @@ class Harness:
                   "CHECK": ["delay"]}[op]
         point = rng.choice(points)
         if point == "record":  # the attachment record is written right before the veth is created
-            path = f"{self.bridge_dir(c.net)}/{c.cid}-{IFNAME}.json"
+            path = f"{self.bridge_dir(c.net)}/{c.cid}:{IFNAME}.json"
             return point, lambda p: os.path.exists(path)
         if point == "veth":
             def veth_exists(p):

@@ -158,7 +158,7 @@ class KillTop:
                 with open(os.path.join(ipam, name)) as f:
                     if f.read().split("\n")[0].strip() == cid:
                         found.append(f"address {name}")
-        if os.path.exists(os.path.join(self.root, "bridge", "killtop", f"{cid}-eth0.json")):
+        if os.path.exists(os.path.join(self.root, "bridge", "killtop", f"{cid}:eth0.json")):
             found.append("attachment record")
         if f'id: {cid}"' in self.node.exec("nft", "list", "ruleset", check=False):
             found.append("masquerade rule")

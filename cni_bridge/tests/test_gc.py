@@ -32,7 +32,7 @@ def owned(bench, conf, cid: str) -> dict:
     return {
         "masquerade": masq_rules(bench.node, conf["name"], cid),
         "macspoofchk": [line for line in nft_ruleset(bench.node).splitlines() if f"macspoofchk-{cid}-{IFNAME}" in line],
-        "record": f"{cid}-{IFNAME}.json" in records(conf),
+        "record": f"{cid}:{IFNAME}.json" in records(conf),
     }
 
 

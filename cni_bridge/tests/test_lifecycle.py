@@ -125,7 +125,7 @@ def test_del_after_the_netns_is_gone_cleans_everything(backend, bench, tmp_path)
     assert spoofcheck_rules(bench.node, "c1") == [] and len(spoofcheck_rules(bench.node, "c2")) == 4
     assert len(masq_rules(bench.node, "life", "c2")) >= 2  # the other pod's rules stay
     assert [f for f in allocations(conf) if not f.startswith(".")] == sorted(["10.91.0.3", "2001:db8:91::3"])
-    assert records(conf) == ["c2-eth0.json"]
+    assert records(conf) == ["c2:eth0.json"]
     assert len(veths(bench.node)) == 1
 
 
@@ -145,7 +145,7 @@ def test_del_without_netns_cleans_everything(backend, bench, tmp_path):
     assert spoofcheck_rules(bench.node, "c1") == [] and len(spoofcheck_rules(bench.node, "c2")) == 4
     assert len(masq_rules(bench.node, "life", "c2")) >= 2
     assert [f for f in allocations(conf) if not f.startswith(".")] == sorted(["10.91.0.3", "2001:db8:91::3"])
-    assert records(conf) == ["c2-eth0.json"]
+    assert records(conf) == ["c2:eth0.json"]
     # the namespace still exists: the host veth (and with it the pod's eth0) must go all the same
     assert len(veths(bench.node)) == 1 and set(veths(bench.node)) < veth_c2
     assert IFNAME not in links(pod)
@@ -233,4 +233,4 @@ def test_an_add_after_a_lost_attachment_keeps_the_address_until_del(bench, tmp_p
     assert allocations(conf) == held and veths(bench.node) == []
     assert bench.run("DEL", conf, retry, "c1").ok
     second = bench.add(conf, retry, "c1")
-    assert addresses(retry) == ips_of(second) and records(conf) == ["c1-eth0.json"]
+    assert addresses(retry) == ips_of(second) and records(conf) == ["c1:eth0.json"]

@@ -63,7 +63,7 @@ class Witnessed:
         assert veths(self.bench.node) == self.witness_veths, "host veth leaked"
         assert IFNAME not in links(self.pod), "container veth leaked"
         assert allocations(self.conf) == self.witness_allocs, "address leaked"
-        assert records(self.conf) == ["c0-eth0.json"], "attachment record leaked"
+        assert records(self.conf) == ["c0:eth0.json"], "attachment record leaked"
         assert masq_rules(self.bench.node, NET, "c1") == [], "masquerade rules leaked"
         assert "macspoofchk-c1-" not in nft_ruleset(self.bench.node), "macspoofchk rules leaked"
         after = self.snapshot()

@@ -70,7 +70,7 @@ def test_boot_sweep_reclaims_an_earlier_boot_and_nothing_live(site, bin_dir):
     # a simulated reboot: the namespaces of pod-a and pod-b are gone, their records carry another boot id
     for cid in ("pod-a", "pod-b"):
         pods[cid][0].close()
-        record = tmp_path / "bridge" / "opsnet" / f"{cid}-eth0.json"
+        record = tmp_path / "bridge" / "opsnet" / f"{cid}:eth0.json"
         data = json.loads(record.read_text())
         old_boot = "0" * 16
         record.write_text(json.dumps(dict(data, boot=old_boot)))

@@ -242,7 +242,7 @@ def test_gc_replays_del_for_attachments_the_runtime_forgot(bed, bin_dir):
     gc = dict(conf(bed, n1, **static), **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]})
     out = n1.run(os.path.join(bin_dir, "vxlan"), "GC", gc, "keep", bin_dir)
     assert out.ok, out
-    assert sorted(os.listdir(f"{bed.tmp}/n1/vxlan/overlay/containers")) == ["keep-eth0.json"]
+    assert sorted(os.listdir(f"{bed.tmp}/n1/vxlan/overlay/containers")) == ["keep:eth0.json"]
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
 
 

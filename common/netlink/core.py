@@ -13,7 +13,7 @@ import socket
 import struct
 import sys
 
-from common.errors import CNIError, Code
+from common.errors import CNIError, from_os_error
 
 
 def _register_pyroute2_package() -> None:
@@ -110,7 +110,7 @@ class NetlinkError(OSError):
         self.ext_msg = ext_msg
 
     def cni(self, msg: str) -> CNIError:
-        return CNIError(Code.KERNEL_REFUSED, msg, self.strerror)
+        return from_os_error(self, msg)
 
 
 class LinkNotFound(NetlinkError):
