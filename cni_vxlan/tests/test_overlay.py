@@ -276,3 +276,34 @@ def test_ipv6_underlay(bed, bin_dir):
     assert link["mtu"] == 1430 and (info.get("local") or info.get("local6")) == "2001:db8:ffff::1", info
     assert ping(n1.pods["p1"], a2) and ping(n2.pods["p2"], a1)
     assert ping(n1.pods["p1"], a2, size=1430 - 28, dont_fragment=True)
+
+
+def test_gc_keeps_a_valid_attachment_whose_ifname_has_a_dash(bed, bin_dir):
+    """GC once split saved names at their last '-': (p1, net-1) read as (p1-net, 1) and was torn down."""
+    n1 = bed.add_node("n1")
+    static = {"peerSource": "static", "peers": [{"node": "n1", "vtep": n1.address, "subnet": "198.18.1.0/24"}]}
+    n1.pod("p1")
+    out = n1.run(os.path.join(bin_dir, "vxlan"), "ADD", conf(bed, n1, **static), "p1", bin_dir, ifname="net-1")
+    assert out.ok, out
+    gc = dict(conf(bed, n1, **static), **{"cni.dev/valid-attachments": [{"containerID": "p1", "ifname": "net-1"}]})
+    out = n1.run(os.path.join(bin_dir, "vxlan"), "GC", gc, "p1", bin_dir)
+    assert out.ok, out
+    assert "net-1" in [l["ifname"] for l in n1.pods["p1"].ipj("link", "show")]
+    assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
+
+
+def test_colliding_pairs_keep_their_own_attachments(bed, bin_dir):
+    """(pod-1, eth0) and (pod, 1-eth0) once shared one saved config: the second ADD got 102 and its DEL took the first pod."""
+    n1 = bed.add_node("n1")
+    static = {"peerSource": "static", "peers": [{"node": "n1", "vtep": n1.address, "subnet": "198.18.1.0/24"}]}
+    vx = os.path.join(bin_dir, "vxlan")
+    n1.pod("pod-1")
+    n1.pod("pod")
+    assert n1.run(vx, "ADD", conf(bed, n1, **static), "pod-1", bin_dir).ok
+    out = n1.run(vx, "ADD", conf(bed, n1, **static), "pod", bin_dir, ifname="1-eth0")
+    assert out.ok, out
+    assert n1.run(vx, "DEL", conf(bed, n1, **static), "pod", bin_dir, ifname="1-eth0").ok
+    assert "eth0" in [l["ifname"] for l in n1.pods["pod-1"].ipj("link", "show")]
+    assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
+    assert n1.run(vx, "DEL", conf(bed, n1, **static), "pod-1", bin_dir).ok
+    assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == []
