@@ -4,7 +4,8 @@ Like the reference, it finds the bridge and the container interface by name
 in prevResult and verifies them, then the host veth that pairs them.  It
 also verifies what the reference does not: the port's hairpin and isolation
 flags, the masquerade rules and the macspoofchk rules.  Later plugins in a
-chain may have changed routes, so only routes in prevResult are looked for.
+chain may have changed routes, so only routes in prevResult are looked for,
+each with the mtu and advmss it names (container.verify).
 """
 from common import invoke, netlink
 from common.errors import CNIError, Code

@@ -47,7 +47,8 @@ def configure(cont, ns, ifname: str, result, enable_dad: bool) -> netlink.Link:
     for route in result.routes:
         gw = route.gw if route.gw is not None else gateways.get(route.dst.version)
         try:
-            netlink.add_route(cont, route.dst, gw, link.index, append=True, priority=route.priority, table=route.table, scope=route.scope)
+            netlink.add_route(cont, route.dst, gw, link.index, append=True, priority=route.priority, table=route.table,
+                              scope=route.scope, mtu=route.mtu, advmss=route.advmss)
         except netlink.NetlinkError as err:
             raise err.cni(f"failed to add route '{route.dst} via {gw} dev {ifname}'") from None
     return link
@@ -83,10 +84,22 @@ def verify(cont, ifname: str, iface, result) -> netlink.Link:
         if ip.address not in present:
             raise CNIError(Code.CHECK_MISMATCH, f"Failed to match addr {ip.address} on interface {ifname}")
     for route in result.routes:
-        tables = {route.table} if route.table is not None else {netlink.RT_TABLE_MAIN}
-        found = [r for r in netlink.list_routes(cont, route.dst.version, table=None) if r.dst == route.dst and r.table in tables]
-        if route.gw is not None:
-            found = [r for r in found if r.gw == route.gw]
-        if not found:
-            raise CNIError(Code.CHECK_MISMATCH, f"Expected Route {route.dst} via {route.gw or '(interface gateway)'} not found in routing table")
+        _verify_route(cont, route)
     return link
+
+
+def _verify_route(cont, route) -> None:
+    table = route.table or netlink.RT_TABLE_MAIN  # as configure() asked for it
+    found = [r for r in netlink.list_routes(cont, route.dst.version, table=table) if r.dst == route.dst]
+    if route.gw is not None:
+        found = [r for r in found if r.gw == route.gw]
+    if not found:
+        raise CNIError(Code.CHECK_MISMATCH, f"Expected Route {route.dst} via {route.gw or '(interface gateway)'} not found in routing table")
+    # a metric the result does not name may have been set by a later plugin in the chain
+    mtu, advmss = netlink.kept_metrics(route.mtu, route.advmss)
+    if not any((not mtu or r.mtu == mtu) and (not advmss or r.advmss == advmss) for r in found):
+        raise CNIError(
+            Code.CHECK_MISMATCH,
+            f"Route {route.dst} lacks its metrics mtu {route.mtu} advmss {route.advmss}",
+            "found " + ", ".join(f"mtu {r.mtu} advmss {r.advmss}" for r in found),
+        )

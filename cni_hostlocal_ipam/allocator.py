@@ -73,6 +73,8 @@ def allocate(store: Store, range_set: RangeSet, range_id: int, container_id: str
 
 def _allocate_requested(store: Store, range_set: RangeSet, range_id: int, container_id: str, ifname: str, ip) -> IPConfig:
     r = range_set.range_for(ip)
+    if r is None:  # IPAMConf.load refuses this first; never an AttributeError (999) here
+        raise CNIError(Code.REQUESTED_IP_UNAVAILABLE, f"requested IP address {ip} is in no range of range set {range_set}")
     if ip == r.gateway:
         raise CNIError(Code.REQUESTED_IP_UNAVAILABLE, f"requested ip {ip} is subnet's gateway")
     if not store.reserve(ip, container_id, ifname, range_id):

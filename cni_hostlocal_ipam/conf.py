@@ -4,7 +4,11 @@ Accepts everything the reference accepts (the `subnet` shorthand, range sets,
 runtimeConfig.ipRanges, requested IPs from three sources) with the same
 defaults and ordering, and rejects with code 7 what the reference lets
 through to fail later or never: a gateway outside the subnet, on the network
-or broadcast address, rangeStart after rangeEnd, zone ids, relative paths.
+or broadcast address, rangeStart after rangeEnd, zone ids, relative paths,
+a /0 subnet, route fields wider than their netlink attributes.  The bridge
+runs this loader before it touches the node, so what can be refused from the
+config alone is refused here, down to a requested address that lies in no
+range or is a gateway (101, the allocator's code).
 """
 import os
 from dataclasses import dataclass
@@ -12,7 +16,7 @@ from ipaddress import ip_address
 
 from common.config import Obj
 from common.errors import CNIError, Code
-from common.types import DNS, Route, parse_ip, parse_network
+from common.types import DNS, U32_MAX, Route, parse_cidr, parse_ip, parse_network
 from common.version import parse_version
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
@@ -79,13 +83,17 @@ class IPAMConf:
             raise CNIError(Code.INVALID_CONFIG, "no IP ranges specified", "set ipam.subnet or ipam.ranges")
         _check_overlaps(range_sets)
         _check_per_family(range_sets, args.cni_version)
+        requested = _requested(top, args.args) if need_ranges else ()
+        _check_requested_fit(range_sets, requested)
+        # DEL and GC (need_ranges=False) use neither: a config that no longer parses still releases
+        routes = tuple(_route(r, i) for i, r in enumerate(ipam.list("routes", []))) if need_ranges else ()
         return cls(
             name=args.config["name"],
             range_sets=range_sets,
-            routes=tuple(_route(r, i) for i, r in enumerate(ipam.list("routes", []))),
+            routes=routes,
             data_dir=_absolute(ipam.str("dataDir") or DEFAULT_DATA_DIR, "ipam.dataDir"),
             resolv_conf=_resolv_conf_path(ipam.str("resolvConf") or ""),
-            requested=_requested(top, args.args) if need_ranges else (),
+            requested=requested,
             lock_timeout=_lock_timeout(ipam),
         )
 
@@ -137,6 +145,8 @@ def _range(raw, where: str) -> Range:
             f"Network has host bits set. For a subnet mask of length {loose.prefixlen} the network address is {loose.network_address}",
         )
     subnet = loose
+    if subnet.prefixlen == 0:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.subnet", f"{subnet} is the whole address family, not a pod subnet")
     if subnet.version == 6 and subnet.network_address.ipv4_mapped is not None:
         raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.subnet", f"{subnet} is an IPv4-mapped IPv6 network; write the IPv4 network")
     if subnet.prefixlen > subnet.max_prefixlen - 2:
@@ -218,10 +228,11 @@ def _route(raw, index: int) -> Route:
     return Route(
         dst=dst,
         gw=gw,
-        mtu=obj.int("mtu", 0, 0),
-        advmss=obj.int("advmss", 0, 0),
-        priority=obj.int("priority", 0, 0),
-        table=obj.int("table", None, 0),
+        # as wide as RTAX_MTU, RTAX_ADVMSS, RTA_PRIORITY, RTA_TABLE (u32) and rtm_scope (u8)
+        mtu=obj.int("mtu", 0, 0, U32_MAX),
+        advmss=obj.int("advmss", 0, 0, U32_MAX),
+        priority=obj.int("priority", 0, 0, U32_MAX),
+        table=obj.int("table", None, 0, U32_MAX),
         scope=obj.int("scope", None, 0, 255),
     )
 
@@ -232,9 +243,10 @@ def _requested(top: Obj, cni_args) -> tuple:
     if cni_args.get("IP"):
         for text in cni_args["IP"].split(","):
             try:
-                out.append(parse_ip(text.strip().split("/")[0]))
+                out.append(_requested_ip(text.strip()))
             except ValueError:
-                raise CNIError(Code.INVALID_ENV, "invalid CNI_ARGS", f"IP={text!r} is not an IP address") from None
+                # CNI_ARGS is an environment variable: 4, as for any other malformed CNI_ARGS
+                raise CNIError(Code.INVALID_ENV, "invalid CNI_ARGS", f"IP={text!r} is not an IP address or ip/prefix") from None
     args = top.obj("args")
     cni = args.obj("cni") if args is not None else None
     runtime = top.obj("runtimeConfig")
@@ -242,8 +254,49 @@ def _requested(top: Obj, cni_args) -> tuple:
         if source is None:
             continue
         for text in source.str_list("ips"):
-            out.append(_addr(text.split("/")[0], where))
+            try:
+                out.append(_requested_ip(text))
+            except ValueError:
+                raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", f"{text!r} is not an IP address or ip/prefix") from None
     return tuple(out)
+
+
+def _requested_ip(text: str):
+    """An address, written alone or with a prefix length that is then dropped (the reference's ip.IP)."""
+    address, slash, _ = text.partition("/")
+    if slash:
+        parse_cidr(text)  # a prefix is optional, but an invalid one is not ignored
+    return parse_ip(address)
+
+
+def _range_of(range_sets, ip) -> tuple:
+    """The index of the range set holding ip, and its range; (None, None) if none does."""
+    for idx, range_set in enumerate(range_sets):
+        r = range_set.range_for(ip)
+        if r is not None:
+            return idx, r
+    return None, None
+
+
+def _check_requested_fit(range_sets, requested) -> None:
+    """Refuse now, as the ADD would after allocating, a requested address no range can grant.
+
+    Two requested addresses for one range set are left to the ADD, which
+    refuses them with 101 too and undoes the reservation it made.
+    """
+    outside = []
+    for ip in requested:
+        idx, r = _range_of(range_sets, ip)
+        if r is None:
+            outside.append(str(ip))
+        elif ip == r.gateway:
+            raise CNIError(Code.REQUESTED_IP_UNAVAILABLE, f"failed to allocate for range {idx}: requested ip {ip} is subnet's gateway")
+    if outside:
+        raise CNIError(
+            Code.REQUESTED_IP_UNAVAILABLE,
+            "failed to allocate all requested IPs: " + " ".join(dict.fromkeys(outside)),
+            "each requested address must lie in a range (between rangeStart and rangeEnd) of a range set",
+        )
 
 
 def read_resolv_conf(path: str) -> DNS:

@@ -195,25 +195,34 @@ def parse_ip(text) -> object:
     return addr
 
 
+def _check_cidr_text(text, what: str) -> None:
+    if type(text) is not str or "%" in text:
+        raise ValueError(f"invalid {what} {text!r}")
+    # Go's net.ParseCIDR takes a decimal prefix length only; ipaddress would also take a netmask
+    _, slash, bits = text.partition("/")
+    if not slash or not (bits.isascii() and bits.isdigit()):
+        raise ValueError(f"invalid {what} {text!r}")
+
+
 def parse_cidr(text) -> object:
     """A host address with prefix length ("10.1.2.3/24") as an IPv4/6Interface."""
-    if type(text) is not str or "%" in text or "/" not in text:
-        raise ValueError(f"invalid CIDR {text!r}")
+    _check_cidr_text(text, "CIDR")
     return ip_interface(text)
 
 
 def parse_network(text, strict: bool = False) -> object:
-    if type(text) is not str or "%" in text or "/" not in text:
-        raise ValueError(f"invalid network {text!r}")
+    _check_cidr_text(text, "network")
     return ip_network(text, strict=strict)
 
 
-def _opt_int(obj: dict, key: str) -> int:
+U32_MAX = 2**32 - 1
+
+
+def _opt_uint(obj: dict, key: str, hi: int = U32_MAX) -> int | None:
+    """An optional integer field, no wider than the netlink attribute it ends up in."""
     value = obj.get(key)
-    if value is None:
-        return 0
-    if type(value) is not int:
-        raise ValueError(f"{key} must be an integer")
+    if value is not None and (type(value) is not int or not 0 <= value <= hi):
+        raise ValueError(f"{key} must be an integer in 0..{hi}, not {value!r}")
     return value
 
 
@@ -222,11 +231,11 @@ def _route_from(obj: dict) -> Route:
     return Route(
         dst=parse_network(obj["dst"]),
         gw=parse_ip(gw) if gw else None,
-        mtu=_opt_int(obj, "mtu"),
-        advmss=_opt_int(obj, "advmss"),
-        priority=_opt_int(obj, "priority"),
-        table=obj.get("table") if type(obj.get("table")) is int else None,
-        scope=obj.get("scope") if type(obj.get("scope")) is int else None,
+        mtu=_opt_uint(obj, "mtu") or 0,
+        advmss=_opt_uint(obj, "advmss") or 0,
+        priority=_opt_uint(obj, "priority") or 0,
+        table=_opt_uint(obj, "table"),
+        scope=_opt_uint(obj, "scope", 255),
     )
 
 
@@ -272,7 +281,7 @@ def _from_wire(data, fallback_version: str) -> Result:
                 name=name,
                 mac=i.get("mac") or "",
                 sandbox=i.get("sandbox") or "",
-                mtu=_opt_int(i, "mtu"),
+                mtu=_opt_uint(i, "mtu") or 0,
                 socket_path=i.get("socketPath") or "",
                 pci_id=i.get("pciID") or "",
             )

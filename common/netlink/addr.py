@@ -31,6 +31,8 @@ NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 NTF_SELF = 0x02
 AF_BRIDGE = 7
 RTAX_MTU, RTAX_ADVMSS = 2, 8
+# the kernel caps these metrics without an error (net/ipv4/metrics.c, shared by IPv6)
+RTAX_MTU_CAP, RTAX_ADVMSS_CAP = 65535 - 15, 65535 - 40
 
 
 def _family(version: int) -> int:
@@ -123,6 +125,17 @@ class RouteEntry:
     proto: int
     scope: int
     onlink: bool
+    mtu: int = 0  # RTAX_MTU; 0 when the route has none
+    advmss: int = 0
+
+
+def kept_metrics(mtu: int, advmss: int) -> tuple[int, int]:
+    """The route metrics the kernel keeps when asked for these: what a CHECK should find."""
+    return min(mtu, RTAX_MTU_CAP), min(advmss, RTAX_ADVMSS_CAP)
+
+
+def _metric(metrics, name: str) -> int:
+    return (metrics.get_attr(name) or 0) if metrics else 0
 
 
 def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN) -> list[RouteEntry]:
@@ -138,6 +151,7 @@ def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN
             continue
         dst = reply.get_attr("RTA_DST") or zero
         gw = reply.get_attr("RTA_GATEWAY")
+        metrics = reply.get_attr("RTA_METRICS")
         out.append(
             RouteEntry(
                 dst=ip_network(f"{dst}/{reply['dst_len']}"),
@@ -148,6 +162,8 @@ def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN
                 proto=reply["proto"],
                 scope=reply["scope"],
                 onlink=bool(reply["flags"] & RTNH_F_ONLINK),
+                mtu=_metric(metrics, "RTAX_MTU"),
+                advmss=_metric(metrics, "RTAX_ADVMSS"),
             )
         )
     return out
@@ -157,7 +173,8 @@ def _route_msg(dst, gw=None, oif: int = 0, table: int | None = None, priority: i
     msg = rtmsg()
     msg["family"] = _family(dst.version)
     msg["dst_len"] = dst.prefixlen
-    msg["table"] = table if table is not None and table < 256 else RT_TABLE_MAIN
+    # table 0 (unspecified) is main, as the kernel reads it; above 255 only RTA_TABLE can carry it
+    msg["table"] = table if table and table < 256 else RT_TABLE_MAIN
     msg["proto"] = proto
     msg["type"] = RTN_UNICAST
     msg["scope"] = RT_SCOPE_UNIVERSE if scope is None else scope
@@ -171,7 +188,7 @@ def _route_msg(dst, gw=None, oif: int = 0, table: int | None = None, priority: i
         attrs.append(("RTA_OIF", oif))
     if priority:
         attrs.append(("RTA_PRIORITY", priority))
-    if table is not None and table >= 256:
+    if table and table >= 256:
         attrs.append(("RTA_TABLE", table))
     metrics = [(name, value) for name, value in (("RTAX_MTU", mtu), ("RTAX_ADVMSS", advmss)) if value]
     if metrics:
