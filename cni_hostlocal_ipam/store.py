@@ -103,7 +103,8 @@ class DiskStore:
 
     def _open_lock(self) -> int:
         try:
-            fd = os.open("lock", os.O_RDONLY | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
+            # O_NONBLOCK: a FIFO planted as the lock must not hang us before the regular-file check
+            fd = os.open("lock", os.O_RDONLY | os.O_NONBLOCK | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
         except OSError as err:
             raise statedir.io_error("opening the lock file", err) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -13,6 +13,7 @@ import click
 
 from common.errors import CNIError
 from cni_suite import inventory
+from cni_suite.text import safe, safe_lines, safe_tree
 
 log = logging.getLogger("cni_suite")
 
@@ -22,8 +23,24 @@ def _networks(conf_dir: str | None, network: str | None) -> list[inventory.Netwo
     if network:
         found = [n for n in found if n.name == network]
         if not found:
-            raise click.ClickException(f"no network {network!r} of ours in {inventory.conf_dir(conf_dir)}")
+            raise click.ClickException(safe(f"no network {network!r} of ours in {inventory.conf_dir(conf_dir)}"))
     return found
+
+
+def say(text: str, err: bool = False) -> None:
+    """Every text line goes out through here.  Fields are made safe where the lines are
+    built (a newline inside a field must not start a line); this catches any field missed."""
+    click.echo(safe_lines(text), err=err)
+
+
+class SafeFormatter(logging.Formatter):
+    """Log messages quote container IDs and file names from state: escaped like all text output."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return safe(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_lines(super().format(record))  # a traceback keeps its lines, nothing else
 
 
 @click.group(help="Operate the CNI plugins of this node: what they hold, garbage collection, health.")
@@ -31,7 +48,9 @@ def _networks(conf_dir: str | None, network: str | None) -> list[inventory.Netwo
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.pass_context
 def cli(ctx, conf_dir: str | None, log_level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, log_level.upper()), format="cni-suite %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("cni-suite %(levelname)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), handlers=[handler])
     ctx.obj = conf_dir
 
 
@@ -47,20 +66,24 @@ def status(conf_dir, network, as_json) -> None:
         click.echo(json.dumps({"networks": reports}, indent=2))
         return
     for report in reports:
-        click.echo(_text(report))
+        say(_text(report))
 
 
-def _text(r: dict) -> str:
+def _text(report: dict) -> str:
+    # every string in it came from state, config or the runtime; container IDs are
+    # abbreviated before they are escaped, so that no escape is cut in half
+    short = {k: [dict(a, containerID=a["containerID"][:24]) for a in report[k]] for k in ("allocations", "attachments") if k in report}
+    r = safe_tree(dict(report, **short))
     lines = [f"network {r['network']} ({r['plugin']}, {r['source']})"]
     if "problem" in r:
         lines.append(f"  PROBLEM: {r['problem']}")
     for rs in r.get("ranges", []):
         lines.append(f"  range set {rs['rangeSet']} {rs['ranges']}: {rs['used']} used, {rs['free']} free of {rs['capacity']}")
     for a in r.get("allocations", []):
-        lines.append(f"    {a['ip']:40} {a['containerID'][:24]:24} {a['ifname']:8} age {a['ageSeconds']}s, {a['boot']} boot")
+        lines.append(f"    {a['ip']:40} {a['containerID']:24} {a['ifname']:8} age {a['ageSeconds']}s, {a['boot']} boot")
     for a in r.get("attachments", []):
         veth = a["hostVeth"] + ("" if a["vethPresent"] else " (gone)")
-        lines.append(f"  attachment {a['containerID'][:24]}/{a['ifname']}: veth {veth}, netns {a['netns'] or '-'}{'' if a['netnsExists'] else ' (gone)'}")
+        lines.append(f"  attachment {a['containerID']}/{a['ifname']}: veth {veth}, netns {a['netns'] or '-'}{'' if a['netnsExists'] else ' (gone)'}")
     m = r.get("masquerade", {})
     if any(m.values()):
         lines.append(f"  masquerade: {len(m.get('nftables', []))} nftables rules, iptables chains {m.get('ipv4', []) + m.get('ipv6', [])}")
@@ -97,23 +120,27 @@ def gc(conf_dir, network, valid, runtime, boot_sweep, cni_path) -> None:
         try:
             live, source = collect.live_containers(runtime)
         except CNIError as err:
-            raise click.ClickException(str(err)) from None
-        click.echo(f"{len(live)} live sandboxes from {source}")
+            raise click.ClickException(safe(err)) from None
+        say(f"{len(live)} live sandboxes from {source}")
     failed = False
     for net in _networks(conf_dir, network):
+        if net.problem:  # an unreadable conf file has no plugin to ask; it would fail as a misleading vxlan error
+            failed = True
+            say(f"{safe(net.name)}: GC skipped: {safe(net.problem)}", err=True)
+            continue
         try:
             if boot_sweep:
                 released = collect.boot_sweep(net, cni_path)
-                click.echo(f"{net.name}: boot sweep released {len(released)}: {' '.join(released) or '-'}")
+                say(f"{safe(net.name)}: boot sweep released {len(released)}: {' '.join(map(safe, released)) or '-'}")
                 continue
             keep = pairs if valid else {(cid, ifname) for cid, ifname in collect.attachments(net) if cid in live}
             before = collect.attachments(net)
             collect.run_gc(net, keep, cni_path)
             gone = sorted(before - collect.attachments(net))
-            click.echo(f"{net.name}: released {len(gone)}: {' '.join(f'{c}/{i}' for c, i in gone) or '-'}")
+            say(f"{safe(net.name)}: released {len(gone)}: {' '.join(safe(f'{c}/{i}') for c, i in gone) or '-'}")
         except CNIError as err:
             failed = True
-            click.echo(f"{net.name}: GC failed: {err}", err=True)
+            say(f"{safe(net.name)}: GC failed: {safe(err)}", err=True)
     if failed:
         sys.exit(1)
 
@@ -131,12 +158,22 @@ def doctor(conf_dir, as_json, runtime_tmpdir) -> None:
     if as_json:
         click.echo(json.dumps({"healthy": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))
     elif not findings:
-        click.echo("healthy: no known problem found")
+        say("healthy: no known problem found")
     else:
         for f in findings:
-            click.echo(f"[{f.check}] {f.network + ': ' if f.network else ''}{f.problem}\n    fix: {f.fix}")
+            say(_finding_text(f))
     sys.exit(1 if findings else 0)
 
 
+def _finding_text(f) -> str:
+    return f"[{safe(f.check)}] {safe(f.network) + ': ' if f.network else ''}{safe(f.problem)}\n    fix: {safe(f.fix)}"
+
+
 def main() -> None:
-    cli(prog_name="cni-suite")
+    try:
+        cli(prog_name="cni-suite")
+    except Exception:  # a crash's traceback quotes the data that caused it: escaped like the rest (exit 1, as Python's)
+        import traceback
+
+        sys.stderr.write(safe_lines(traceback.format_exc()))
+        sys.exit(1)

@@ -44,7 +44,7 @@ def check_network(network: Network) -> list[Finding]:
     try:
         ipam_config, _ = plumbing(network)
         return _bridge(network, ipam_config) + _ipv6(network, ipam_config) + _tools(network) + _vxlan(network)
-    except CNIError as err:
+    except (CNIError, OSError) as err:  # as status: one network's trouble is a finding, not the end of the report
         return [Finding("config", network.name, str(err), f"fix {network.source}")]
 
 

@@ -5,9 +5,10 @@ Only networks using our plugins are described: a bridge or vxlan network
 """
 import glob
 import os
+import stat
 from dataclasses import dataclass
 
-from common.config import load_json
+from common.config import MAX_STDIN, check_name, load_json
 from common.errors import CNIError
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -34,8 +35,7 @@ def networks(directory: str) -> list[Network]:
     )
     for path in files:
         try:
-            with open(path, "rb") as f:
-                data = load_json(f.read(), path)
+            data = load_json(read_conf(path), path)
         except (OSError, CNIError) as err:
             out.append(Network(os.path.basename(path), path, "", {}, f"unreadable: {err}"))
             continue
@@ -46,6 +46,11 @@ def networks(directory: str) -> list[Network]:
             if type(entry) is not dict or entry.get("type") not in OURS:
                 continue
             name = data.get("name") or entry.get("name")
+            try:
+                check_name(name)  # the plugins refuse it too; and it names state directories, so no "../"
+            except CNIError as err:
+                out.append(Network(name if type(name) is str and name else os.path.basename(path), path, entry["type"], {}, str(err)))
+                break
             if name in seen:
                 continue  # as libcni: the first file naming a network wins
             seen.add(name)
@@ -53,6 +58,49 @@ def networks(directory: str) -> list[Network]:
             out.append(Network(name, path, entry["type"], config))
             break
     return out
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(path: str, mode: int) -> OSError:
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    return OSError(f"{path} is {kind}, not a regular file")
+
+
+def read_conf(path: str, limit: int = MAX_STDIN) -> bytes:
+    """A conf file's bytes; OSError for anything that is not a regular file of at most `limit` bytes.
+
+    Anyone who can write the conf dir can leave a FIFO there (open() would
+    wait for a writer forever), a link to a device (endless or blocking reads,
+    side effects of opening it) or a huge file.  Symlinks to regular files are
+    followed, as runtimes follow them; a symlink loop is ELOOP.  The type is
+    checked before opening, so no device is ever opened, and again on the open
+    file, in case the name was swapped in between (O_NONBLOCK keeps a FIFO
+    swapped in from blocking the open).  `limit` is what a plugin accepts on
+    stdin: a runtime cannot pass a larger config anyway.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        chunks, size = [], 0
+        while size <= limit:  # st_size may change under us: the bound is on what is read
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise OSError(f"{path} is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def find(directory: str, name: str) -> Network:

@@ -9,7 +9,7 @@ import time
 
 from common import netlink
 from common.errors import CNIError
-from common.skel import CmdArgs
+from common.skel import CmdArgs, ifname_problem
 from cni_bridge import masq
 from cni_bridge.conf import BridgeConf
 from cni_bridge.state import Records
@@ -75,7 +75,10 @@ def attachments_report(bridge_dir: str, name: str) -> list[dict]:
     out = []
     with netlink.host() as nl:
         for record in Records(bridge_dir, name).all():
-            link = netlink.find_link(nl, record.host_veth) if record.host_veth else None
+            # a damaged or planted record may name anything: the kernel refuses a lookup of a
+            # non-name (ERANGE, EINVAL), and no such link can exist anyway
+            valid = record.host_veth and not ifname_problem(record.host_veth)
+            link = netlink.find_link(nl, record.host_veth) if valid else None
             out.append({
                 "containerID": record.container_id,
                 "ifname": record.ifname,
@@ -110,6 +113,6 @@ def network_report(network: Network) -> dict:
             from cni_vxlan.status import node_report
 
             out["vxlan"] = node_report(VxlanConf.load(network.config))
-    except CNIError as err:
+    except (CNIError, OSError) as err:  # one network's bad state must not hide the others' report
         out["problem"] = str(err)
     return out

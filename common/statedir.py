@@ -193,7 +193,8 @@ def locked(dirfd: int, name: str, timeout: float, what: str, wait: bool = True):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=dirfd)
+            # O_NONBLOCK: a FIFO planted as the lock must not hang us before the regular-file check
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=dirfd)
         except OSError as err:
             raise io_error(f"opening the lock {name}", err) from None
         try:
