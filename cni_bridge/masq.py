@@ -143,14 +143,31 @@ def ipt_chains(version: int, network: str) -> dict[str, str]:
     return chains
 
 
-def _ipt_remove(version: int, chains: set[str]) -> None:
+def _ipt_remove(version: int, network: str, container_ids: set[str]) -> None:
+    """Remove the rules commented with this network and these containers, and their chains once unused.
+
+    Only rules carrying our own comment go: the reference's chain name hashes
+    network + containerID, which two attachments of different networks can
+    share ("a" + "bc", "ab" + "c"), so a chain is deleted only when no rule
+    of anyone else is left in it or jumps to it.
+    """
     text = firewall.iptables_save(version)
-    if not text or not chains:
+    if not text or not container_ids:
         return
     lines = text.splitlines()
-    commands = [f"-D {line[3:]}" for line in lines if line.startswith("-A POSTROUTING ") and line.split(" -j ")[-1] in chains]
+    ours, chains = set(), set()
+    for line in lines:
+        m = _CHAIN_RULE.match(line)
+        if m and m.group(2) == network and m.group(3) in container_ids:
+            ours.add(line)
+            chain = m.group(1) if m.group(1) != "POSTROUTING" else line.split(" -j ")[-1]
+            if chain.startswith("CNI-"):
+                chains.add(chain)
+    rest = [line for line in lines if line.startswith("-A ") and line not in ours]
+    commands = [f"-D {line[3:]}" for line in sorted(ours, key=lambda line: not line.startswith("-A POSTROUTING "))]
     for chain in sorted(chains & _declared(lines)):
-        commands += [f"-F {chain}", f"-X {chain}"]
+        if not any(line.split()[1] == chain or line.endswith(f" -j {chain}") for line in rest):
+            commands.append(f"-X {chain}")
     if commands:
         firewall.iptables_restore(version, "*nat\n" + "\n".join(commands) + "\nCOMMIT\n", "removing masquerade rules")
 
@@ -159,7 +176,7 @@ def teardown(network: str, ifname: str, container_id: str) -> None:
     """Remove this attachment's rules from both backends (it may predate a backend change)."""
     _nft_delete(_nft_handles(instance_hash(network, ifname, container_id)))
     for version in (4, 6):
-        _ipt_remove(version, {chain_name(network, container_id)})
+        _ipt_remove(version, network, {container_id})
 
 
 def collect(network: str, valid: set[tuple[str, str]]) -> int:
@@ -170,8 +187,8 @@ def collect(network: str, valid: set[tuple[str, str]]) -> int:
     removed = len(stale)
     valid_ids = {cid for cid, _ in valid}  # the iptables layout has no ifname, as in the reference
     for version in (4, 6):
-        chains = {chain for chain, cid in ipt_chains(version, network).items() if cid not in valid_ids}
-        _ipt_remove(version, chains)
+        chains = {chain: cid for chain, cid in ipt_chains(version, network).items() if cid not in valid_ids}
+        _ipt_remove(version, network, set(chains.values()))
         removed += len(chains)
     return removed
 

@@ -7,7 +7,7 @@ exactly as they were.
 """
 import pytest
 
-from cni_bridge.tests.bridgeenv import IFNAME, allocations, calls, config, difference, fake_ipam, links, records, veths
+from cni_bridge.tests.bridgeenv import IFNAME, allocations, calls, config, difference, fake_ipam, ipt_chain, ipt_nat, links, records, veths
 
 pytestmark = pytest.mark.root
 
@@ -105,3 +105,22 @@ def test_host_veth_vanishing_during_ipam_is_not_999(bench, tmp_path):
     assert veths(bench.node) == witness_veths and IFNAME not in links(pod)
     assert records(healthy) == ["c0:eth0.json"]
     assert [a for a in allocations(healthy) if not a.startswith(".")] == ["10.95.0.2"]  # c0's alone
+
+
+def test_iptables_chains_shared_by_two_networks_are_torn_down_by_comment(bench, tmp_path):
+    """The reference's chain name hashes network + containerID: ("a", "bc") and ("ab", "c") share one.
+
+    One pod's DEL must leave the other's masquerade rules and chain in place.
+    """
+    first = config(tmp_path, name="a", bridge="cnithba0", subnets=("10.96.1.0/24",), isGateway=True, ipMasq=True, ipMasqBackend="iptables")
+    second = config(tmp_path, name="ab", bridge="cnithbb0", subnets=("10.96.2.0/24",), isGateway=True, ipMasq=True, ipMasqBackend="iptables")
+    chain = ipt_chain("a", "bc")
+    assert chain == ipt_chain("ab", "c")  # not vacuous: the two attachments share the chain name
+    bench.add(first, bench.container(), "bc")
+    bench.add(second, bench.container(), "c")
+    assert bench.run("DEL", first, None, "bc").ok
+    left = [line for line in ipt_nat(bench.node).splitlines() if chain in line]
+    assert left and all('name: \\"ab\\" id: \\"c\\"' in line or line.startswith(":") for line in left), left
+    assert any("MASQUERADE" in line for line in left) and any("POSTROUTING" in line and "10.96.2." in line for line in left), left
+    assert bench.run("DEL", second, None, "c").ok
+    assert chain not in ipt_nat(bench.node)
