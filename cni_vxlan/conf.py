@@ -1,18 +1,26 @@
 """vxlan configuration: the overlay, this node's identity, the peer source, the delegate."""
+import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from common.config import Obj
+from common.config import Obj, check_name
 from common.errors import CNIError, Code
 from common.skel import ifname_problem
+from cni_vxlan.etcd import parse_endpoint
 
 DEFAULT_DATA_DIR = "/var/lib/cni/vxlan"
 DEFAULT_PORT = 4789
 DEFAULT_PREFIX = "/cni-vxlan"
 DEFAULT_BRIDGE = "cnivx0"
 ROUTE_PROTOCOL = 241  # tags the routes we own, so stale ones are found by protocol too
+MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+NODE_RE = re.compile(r"[^\s/]{1,253}\Z")  # a node name is an etcd key segment: no '/'
+BROADCAST = ip_address("255.255.255.255")
+# pods route the whole overlay: none of it may be this-network, loopback, link-local, multicast or reserved
+NOT_FOR_PODS = tuple(ip_network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3"))
 
 
 @dataclass(frozen=True)
@@ -71,22 +79,26 @@ class VxlanConf:
 
     @classmethod
     def load(cls, config: dict) -> "VxlanConf":
+        name = check_name(config.get("name"))
         top = Obj(config)
         network = _network(top)
         subnet_len = _subnet_len(top, network)
         vni = top.int("vni", 1, 1, 16777215)
         device = top.str("device") or f"cnivx.{vni}"
         bridge = _delegate_bridge(top)
-        for key, name in (("device", device), ("delegate.bridge", bridge)):
-            if why := ifname_problem(name):
-                raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{name!r}: {why}")
+        vtep_interface = top.str("vtepInterface") or ""
+        for key, ifname in (("device", device), ("delegate.bridge", bridge), ("vtepInterface", vtep_interface)):
+            if ifname and (why := ifname_problem(ifname)):
+                raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{_quote(ifname)}: {why}")
         peer_source = top.str("peerSource") or "etcd"
         if peer_source not in ("etcd", "static"):
             raise top.bad("peerSource", "'etcd' or 'static'", peer_source)
         node_name = top.str("nodeName") or socket.gethostname()
+        if not NODE_RE.match(node_name) or not node_name.isprintable():
+            raise top.bad("nodeName", "a node name (no '/' or spaces)", node_name)
         subnet_min, subnet_max = _subnet_bounds(top, network, subnet_len)
         conf = cls(
-            name=config["name"],
+            name=name,
             network=network,
             subnet_len=subnet_len,
             subnet_min=subnet_min,
@@ -95,8 +107,8 @@ class VxlanConf:
             port=top.int("port", DEFAULT_PORT, 1, 65535),
             device=device,
             bridge=bridge,
-            vtep_interface=top.str("vtepInterface") or "",
-            vtep_address=_address(top, "vtepAddress"),
+            vtep_interface=vtep_interface,
+            vtep_address=_vtep_address(top),
             mtu=top.int("mtu", 0, 68, 65535),
             node_name=node_name,
             peer_source=peer_source,
@@ -121,6 +133,40 @@ def vtep_mac(subnet) -> str:
     return "0e:56:" + ":".join(f"{b:02x}" for b in subnet.network_address.packed)
 
 
+def parse_mac(text: str) -> str:
+    """A VTEP's MAC in the kernel's lowercase, which CHECK and the reconcile plan compare as strings.
+
+    ValueError for a group MAC (broadcast included), never a device's own, and
+    for the all-zero MAC, the FDB's default-destination entry.
+    """
+    if not MAC_RE.match(text):
+        raise ValueError("want six colon-separated hex octets, e.g. 0e:56:c6:12:01:00")
+    mac = text.lower()
+    if int(mac[:2], 16) & 1:
+        raise ValueError("a multicast MAC (the low bit of the first octet is set; broadcast is one): a VTEP needs a unicast MAC")
+    if mac == "00:00:00:00:00:00":
+        raise ValueError("the all-zero MAC: a VTEP needs a unicast MAC")
+    return mac
+
+
+def vtep_problem(ip) -> str:
+    """Why an address cannot be a VTEP, the unicast source or destination of VXLAN packets ("" if it can)."""
+    problems = (
+        (ip.is_unspecified, "the unspecified address"),
+        (ip.is_loopback, "a loopback address"),
+        (ip.is_multicast, "a multicast address"),
+        (ip == BROADCAST, "the broadcast address"),
+        (ip.version == 6 and ip.ipv4_mapped, "an IPv4-mapped IPv6 address: write the IPv4 address"),
+        (ip.version == 6 and ip.scope_id, "an address with a %zone"),
+    )
+    return next((why for bad, why in problems if bad), "")
+
+
+def _quote(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _network(top: Obj):
     text = top.str("network")
     if not text:
@@ -131,6 +177,9 @@ def _network(top: Obj):
         raise CNIError(Code.INVALID_CONFIG, "invalid network", str(err)) from None
     if network.version != 4:
         raise CNIError(Code.INVALID_CONFIG, "invalid network", "the overlay is IPv4 (the underlay may be IPv6)")
+    reserved = next((n for n in NOT_FOR_PODS if network.overlaps(n)), None)
+    if reserved is not None:
+        raise CNIError(Code.INVALID_CONFIG, "invalid network", f"{network} overlaps {reserved}, which is not for pods")
     return network
 
 
@@ -140,11 +189,8 @@ def _subnet_len(top: Obj, network) -> int:
     if subnet_len > 30:
         raise top.bad("subnetLen", "at most 30 (a node needs room for pods)", subnet_len)
     if subnet_len <= network.prefixlen:
-        raise CNIError(
-            Code.INVALID_CONFIG,
-            f"network {network} is smaller than subnetLen /{subnet_len}",
-            f"subnetLen must be longer than the network's prefix ({network.prefixlen}) to carve node subnets out of it",
-        )
+        raise CNIError(Code.INVALID_CONFIG, f"network {network} is smaller than subnetLen /{subnet_len}",
+                       f"subnetLen must be longer than the network's prefix ({network.prefixlen}) to carve node subnets out of it")
     return subnet_len
 
 
@@ -164,7 +210,7 @@ def _subnet_bounds(top: Obj, network, subnet_len: int):
             value = ip_network(text if "/" in text else f"{text}/{subnet_len}")
         except ValueError as err:
             raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", str(err)) from None
-        if value.prefixlen != subnet_len or not value.subnet_of(network):
+        if value.version != 4 or value.prefixlen != subnet_len or not value.subnet_of(network):
             raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{value} is not a /{subnet_len} inside {network}")
         bounds.append(value)
     if bounds[0].network_address > bounds[1].network_address:
@@ -172,44 +218,77 @@ def _subnet_bounds(top: Obj, network, subnet_len: int):
     return bounds[0], bounds[1]
 
 
-def _address(top: Obj, key: str):
-    text = top.str(key)
-    if not text:
-        return None
+def _vtep_address(top: Obj):
+    text = top.str("vtepAddress")
     try:
-        return ip_address(text)
+        address = ip_address(text) if text else None
     except ValueError:
-        raise top.bad(key, "an IP address", text) from None
+        raise top.bad("vtepAddress", "an IP address", text) from None
+    if address is not None and (why := vtep_problem(address)):
+        raise CNIError(Code.INVALID_CONFIG, "invalid vtepAddress", f"{address} is {why}")
+    return address
 
 
 def _peers(top: Obj, network, subnet_len: int) -> tuple[Peer, ...]:
-    peers, seen = [], set()
-    for raw in top.list("peers", []):
-        if type(raw) is not dict:
-            raise top.bad("peers", "a list of {node, vtep, subnet}", raw)
-        item = Obj(raw, "peers[].")
-        node, vtep, subnet = item.str("node"), _address(item, "vtep"), item.str("subnet")
-        if not node or vtep is None or not subnet:
-            raise CNIError(Code.INVALID_CONFIG, "invalid peers entry", f"{raw!r} needs node, vtep and subnet")
-        try:
-            net = ip_network(subnet)
-        except ValueError as err:
-            raise CNIError(Code.INVALID_CONFIG, "invalid peers entry", f"{node}: {err}") from None
-        if net.prefixlen != subnet_len or not net.subnet_of(network):
-            raise CNIError(Code.INVALID_CONFIG, "invalid peers entry", f"{node}: {net} is not a /{subnet_len} inside {network}")
-        if node in seen or net in {p.subnet for p in peers}:
-            raise CNIError(Code.INVALID_CONFIG, "invalid peers entry", f"{node}: duplicate node name or subnet")
-        seen.add(node)
-        peers.append(Peer(node, vtep, net, item.str("mac") or vtep_mac(net)))
+    """The static peers.  The same list goes to every node, so a typo is refused naming the peer."""
+    peers, holders = [], {}
+    for i, raw in enumerate(top.list("peers", [])):
+        peer = _peer(i, raw, network, subnet_len)
+        # every subnet is a /subnetLen, so two overlap exactly when they are equal
+        for what, value in (("node", peer.node), ("vtep", peer.vtep), ("subnet", peer.subnet), ("mac", peer.mac)):
+            j, node = holders.setdefault((what, value), (i, peer.node))
+            if j != i:
+                raise _bad_peer(i, peer.node, f"duplicate {what} {value}: peers[{j}] ({node}) has it too")
+        peers.append(peer)
+    odd = next((p for p in peers if p.vtep.version != peers[0].vtep.version), None)
+    if odd is not None:
+        first = peers[0]
+        raise CNIError(Code.INVALID_CONFIG, "static peers mix IPv4 and IPv6 VTEPs",
+                       f"{first.node} has {first.vtep}, {odd.node} has {odd.vtep}: the underlay of one overlay is one family")
     return tuple(peers)
+
+
+def _peer(i: int, raw, network, subnet_len: int) -> Peer:
+    if type(raw) is not dict:
+        raise CNIError(Code.INVALID_CONFIG, f"invalid peers[{i}]", f"want {{node, vtep, subnet, mac?}}, got {_quote(raw)}")
+    item = Obj(raw, f"peers[{i}].")
+    node, vtep, subnet, mac = (item.str(key) for key in ("node", "vtep", "subnet", "mac"))
+    missing = [key for key, value in (("node", node), ("vtep", vtep), ("subnet", subnet)) if not value]
+    if missing:
+        raise _bad_peer(i, node, f"needs node, vtep and subnet; {', '.join(missing)} missing")
+    if not NODE_RE.match(node) or not node.isprintable():
+        raise _bad_peer(i, node, "node: want a node name (no '/' or spaces)")
+    try:
+        address = ip_address(vtep)
+    except ValueError:
+        raise _bad_peer(i, node, f"vtep {_quote(vtep)} is not an IP address") from None
+    if why := vtep_problem(address):
+        raise _bad_peer(i, node, f"vtep {vtep} is {why}")
+    try:
+        net = ip_network(subnet)
+    except ValueError as err:
+        raise _bad_peer(i, node, f"subnet: {str(err)[:160]}") from None
+    if net.version != 4 or net.prefixlen != subnet_len or not net.subnet_of(network):
+        raise _bad_peer(i, node, f"{net} is not a /{subnet_len} inside {network}")
+    try:
+        mac = parse_mac(mac) if mac else vtep_mac(net)
+    except ValueError as err:
+        raise _bad_peer(i, node, f"mac {_quote(mac)}: {err}") from None
+    return Peer(node, address, net, mac)
+
+
+def _bad_peer(i: int, node: str | None, why: str) -> CNIError:
+    return CNIError(Code.INVALID_CONFIG, f"invalid peers[{i}]" + (f" (node {_quote(node)})" if node else ""), why)
 
 
 def _etcd(top: Obj) -> EtcdConf:
     etcd = top.obj("etcd") or Obj({}, "etcd.")
     endpoints = tuple(etcd.str_list("endpoints")) or ("http://127.0.0.1:2379",)
     for url in endpoints:
-        if not url.startswith(("http://", "https://")):
-            raise etcd.bad("endpoints", "http:// or https:// URLs", url)
+        try:
+            parse_endpoint(url)
+        except ValueError as err:
+            raise CNIError(Code.INVALID_CONFIG, "invalid etcd.endpoints", f"{_quote(url)}: {err}") from None
     prefix = etcd.str("prefix") or DEFAULT_PREFIX
     if not prefix.startswith("/"):
         raise etcd.bad("prefix", "a key prefix starting with '/'", prefix)
@@ -221,14 +300,21 @@ def _etcd(top: Obj) -> EtcdConf:
         prefix=prefix.rstrip("/"),
         lease_ttl=etcd.int("leaseTTL", 0, 0, 86400 * 365),
         timeout=float(timeout or 5),
-        ca_file=etcd.str("caFile") or "",
-        cert_file=etcd.str("certFile") or "",
-        key_file=etcd.str("keyFile") or "",
+        ca_file=_path(etcd, "caFile"),
+        cert_file=_path(etcd, "certFile"),
+        key_file=_path(etcd, "keyFile"),
     )
 
 
+def _path(obj: Obj, key: str) -> str:
+    path = obj.str(key) or ""
+    if "\0" in path:  # os.open and ssl would raise ValueError, not a refusal
+        raise obj.bad(key, "a path without NUL bytes", path)
+    return path
+
+
 def _data_dir(top: Obj) -> str:
-    path = top.str("dataDir") or DEFAULT_DATA_DIR
+    path = _path(top, "dataDir") or DEFAULT_DATA_DIR
     if not path.startswith("/") or ".." in path.split("/"):
         raise top.bad("dataDir", "an absolute path without '..'", path)
     return os.path.normpath(path)

@@ -21,7 +21,48 @@ OVERHEAD = {4: 50, 6: 70}  # outer IP + UDP + VXLAN + inner Ethernet headers
 
 
 def detect_vtep(nl, conf: VxlanConf):
-    """(underlay link, VTEP address): configured, or the default route's interface and its primary address."""
+    """(underlay link, VTEP address), or a refusal when this node cannot serve the config.
+
+    Read-only and run before the node lock: a refused ADD has touched nothing.
+    """
+    underlay, vtep = _find_vtep(nl, conf)
+    odd = next((p for p in conf.peers if p.vtep.version != vtep.version), None)
+    if odd is not None:
+        raise CNIError(Code.INVALID_CONFIG, f"static peer {odd.node} has an IPv{odd.vtep.version} vtep ({odd.vtep}), but this node's VTEP is IPv{vtep.version} ({vtep})",
+                       "the underlay of one overlay is one family: fix peers[], or set vtepAddress or vtepInterface")
+    _refuse_overlap(nl, conf)
+    return underlay, vtep
+
+
+def _refuse_overlap(nl, conf: VxlanConf) -> None:
+    """Refuse a network whose range another overlay on this node already uses: each would steal the other's packets.
+
+    What the kernel holds is the claim: an IPv4 address or a route (a default
+    route claims no range) of another VXLAN device inside conf.network, or an
+    address outside it on conf.device itself (another network shares it).
+    """
+    links = [link for link in netlink.list_links(nl) if link.kind == "vxlan"]
+    vxlans = {link.index: link.name for link in links}
+    if not vxlans:
+        return
+    ours = next((link for link in links if link.name == conf.device), None)
+    if ours is not None and ours.alias.startswith(OWNER_PREFIX) and ours.alias != owner(conf):
+        raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"VXLAN device {conf.device} belongs to {ours.alias.removeprefix(OWNER_PREFIX)!r}",
+                       f"network {conf.name!r} would share it (the same vni): give each network its own vni")
+    claims = [(a.index, a.address.network) for a in netlink.list_addresses(nl, version=4) if a.index in vxlans]
+    claims += [(r.oif, r.dst) for r in netlink.list_routes(nl, 4) if r.oif in vxlans and r.dst.prefixlen > 0]
+    for index, claimed in claims:
+        if vxlans[index] == conf.device:
+            if not claimed.subnet_of(conf.network):
+                raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"VXLAN device {conf.device} serves {claimed}, outside network {conf.network}",
+                               "another network uses this device (the same vni): give each network its own vni, or delete the device if this network's range changed")
+        elif claimed.overlaps(conf.network):
+            raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"network {conf.network} overlaps {claimed} of VXLAN device {vxlans[index]}",
+                           "another overlay on this node uses that range: give this network a range of its own, or remove the other one")
+
+
+def _find_vtep(nl, conf: VxlanConf):
+    """Configured, or the default route's interface and its primary address."""
     if conf.vtep_address is not None:
         for addr in netlink.list_addresses(nl, version=conf.vtep_address.version):
             if addr.address.ip == conf.vtep_address:
@@ -52,13 +93,34 @@ def device_mtu(conf: VxlanConf, underlay: netlink.Link, vtep) -> int:
     return conf.mtu or underlay.mtu - OVERHEAD[vtep.version]
 
 
+def own_mac(conf: VxlanConf, subnet) -> str:
+    """The MAC the other nodes send to: a static peer's own entry may name one, else it follows the subnet."""
+    own = conf.own_peer()
+    return own.mac if own is not None and own.subnet == subnet else vtep_mac(subnet)
+
+
+OWNER_PREFIX = "cni-vxlan network "
+
+
+def owner(conf: VxlanConf) -> str:
+    """The device's alias: two networks of the same range and vni would otherwise share it unnoticed."""
+    alias = OWNER_PREFIX + conf.name
+    if len(alias.encode()) < 256:  # IFALIASZ
+        return alias
+    from common.attachment import sha256
+
+    return OWNER_PREFIX + "sha256:" + sha256(conf.name.encode()).hexdigest()
+
+
 def ensure_device(nl, conf: VxlanConf, subnet, underlay: netlink.Link, vtep) -> netlink.Link:
-    mac, mtu = vtep_mac(subnet), device_mtu(conf, underlay, vtep)
+    mac, mtu = own_mac(conf, subnet), device_mtu(conf, underlay, vtep)
     link = netlink.find_link(nl, conf.device)
     if link is None:
         link = _create(nl, conf, underlay, vtep, mac, mtu)
     else:
         link = _verify(nl, conf, link, underlay, vtep, mac, mtu)
+    if link.alias != owner(conf):  # new, or made by a version that did not tag it
+        netlink.set_link(nl, link.index, alias=owner(conf))
     _ensure_address(nl, conf, link, subnet)
     _accept_ra_off(conf.device)
     if not link.up:

@@ -8,7 +8,9 @@ a broken or compacted watch raises, instead of silently ending its stream.
 """
 import base64
 import json
+import re
 import socket
+from ipaddress import ip_address
 
 GATEWAY = "/v3/"
 MAX_BODY = 64 << 20
@@ -44,23 +46,51 @@ class KV:
         self.lease = int(raw.get("lease", 0))
 
 
-def _parse_endpoint(url: str) -> tuple[str, str, int]:
+# a host name or an IPv4 address, in ASCII: a name that would need the idna codec is refused, not looked up
+_HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
+
+
+def parse_endpoint(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of http(s)://HOST:PORT[/...], HOST a name, an IPv4 or an [IPv6] address.
+
+    Raises ValueError.  The config loader and the client share it: an
+    endpoint that loads is one the client can use.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("http", "https"):
-        raise ValueError(f"etcd endpoint {url!r}: want http://HOST:PORT or https://HOST:PORT")
+        raise ValueError("want http://HOST:PORT or https://HOST:PORT")
     hostport = rest.split("/", 1)[0]
     if hostport.startswith("["):
-        host, _, port = hostport[1:].partition("]:")
+        host, bracket, port = hostport[1:].partition("]")
+        if not bracket:
+            raise ValueError("an IPv6 address needs its closing ']'")
+        try:
+            is_v6 = ip_address(host).version == 6
+        except ValueError:
+            is_v6 = False
+        if not is_v6:
+            raise ValueError(f"[{host[:80]}] is not an IPv6 address")
     else:
-        host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"etcd endpoint {url!r}: want HOST:PORT")
-    return scheme, host, int(port)
+        host, colon, port = hostport.partition(":")
+        port = colon + port
+        if ":" in port[1:]:
+            raise ValueError("write an IPv6 address as [ADDRESS]:PORT")
+        if not _HOST.match(host):
+            raise ValueError(f"{host[:80]!r} is not a host name or IPv4 address")
+        if host.replace(".", "").isdigit():
+            try:
+                ip_address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv4 address") from None
+    digits = port[1:]
+    if not port.startswith(":") or not (digits.isascii() and digits.isdigit() and 0 < int(digits) <= 65535):
+        raise ValueError(f"want :PORT (1-65535) after the host, got {port[:20]!r}")
+    return scheme, host, int(digits)
 
 
 class Client:
     def __init__(self, endpoints, timeout: float = 5.0, ca_file: str = "", cert_file: str = "", key_file: str = ""):
-        self.endpoints = [_parse_endpoint(e) for e in endpoints]
+        self.endpoints = [parse_endpoint(e) for e in endpoints]
         self.timeout = timeout
         self.tls = (ca_file, cert_file, key_file)
         self._ssl = None

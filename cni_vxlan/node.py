@@ -139,7 +139,7 @@ def _lease_and_peers(conf: VxlanConf, nl, vtep, underlay_mtu: int):
         lease, snap = store.acquire(vtep, underlay_mtu, cached.peer.subnet if cached else None)
         if not store.keepalive(lease):
             raise CNIError(Code.TRY_AGAIN_LATER, "this node's etcd lease expired meanwhile", "retry; `vxlan sync` keeps TTL leases alive")
-        return lease, tuple(store.peers(snap)), snap.revision
+        return lease, tuple(store.peers(snap, vtep.version)), snap.revision
     except etcd.EtcdError as err:
         # fail static: with valid local state, pods still start and no entry is removed
         if cached is not None and cached.peer.vtep == vtep and netlink.find_link(nl, conf.device) is not None:

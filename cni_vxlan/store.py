@@ -11,6 +11,7 @@ record under a guard on its revision.  Keys carry no TTL unless leaseTTL is
 set (then `vxlan sync` keeps the etcd lease alive).
 """
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from ipaddress import ip_address, ip_network
 
 from common.errors import CNIError, Code
 from cni_vxlan import etcd
-from cni_vxlan.conf import Peer, VxlanConf, vtep_mac
+from cni_vxlan.conf import Peer, VxlanConf, parse_mac, vtep_mac, vtep_problem
+
+log = logging.getLogger(__name__)
 
 ATTEMPTS = 10
 
@@ -131,8 +134,17 @@ class LeaseStore:
             raise CNIError(Code.RANGE_EXHAUSTED, f"no free /{self.conf.subnet_len} left in {self.conf.network}", f"{len(taken)} nodes hold leases; retire nodes with `vxlan node-remove`")
         return random.choice(free)
 
-    def peers(self, snap: Snapshot) -> list[Peer]:
-        return [lease.peer for node, lease in sorted(snap.leases.items()) if node != self.conf.node_name]
+    def peers(self, snap: Snapshot, family: int = 0) -> list[Peer]:
+        """The other nodes' peers; with family, only those whose VTEP this node's can reach."""
+        out = []
+        for node, lease in sorted(snap.leases.items()):
+            if node == self.conf.node_name:
+                continue
+            if family and lease.peer.vtep.version != family:
+                log.warning("peer %s has a VTEP of another family (%s): skipped", node, lease.peer.vtep)
+                continue
+            out.append(lease.peer)
+        return out
 
     def remove_node(self, node: str) -> bool:
         snap = self.snapshot()
@@ -158,5 +170,11 @@ def _decode_lease(name: str, kv) -> Lease:
     base, _, length = name.rpartition("-")
     subnet = ip_network(f"{base}/{length}")
     data = json.loads(kv.value)
-    peer = Peer(data["node"], ip_address(data["vtep"]), subnet, data.get("vtepMAC") or vtep_mac(subnet))
+    # another node's record is input too: a damaged vtep or MAC is skipped like any foreign key
+    vtep = ip_address(data["vtep"])
+    if why := vtep_problem(vtep):
+        raise ValueError(f"vtep {vtep}: {why}")
+    if type(data["node"]) is not str:
+        raise TypeError("node is not a string")
+    peer = Peer(data["node"], vtep, subnet, parse_mac(data["vtepMAC"]) if data.get("vtepMAC") else vtep_mac(subnet))
     return Lease(peer, int(data.get("underlayMTU", 0)), kv.mod_revision, kv.lease)

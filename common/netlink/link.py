@@ -40,6 +40,7 @@ class Link:
     hairpin: bool | None = None  # bridge ports only
     isolated: bool | None = None  # bridge ports only
     vxlan: dict | None = None  # vxlan devices: vni, port, local, link, learning, ...
+    alias: str = ""  # IFLA_IFALIAS: who owns a shared device (vxlan writes its network there)
 
     @property
     def up(self) -> bool:
@@ -89,6 +90,7 @@ def _decode(msg) -> Link:
         hairpin=hairpin,
         isolated=isolated,
         vxlan=vxlan,
+        alias=msg.get_attr("IFLA_IFALIAS") or "",
     )
 
 
@@ -196,7 +198,8 @@ def delete_link(nl: Netlink, name: str | None = None, index: int = 0) -> bool:
     return True
 
 
-def set_link(nl: Netlink, index: int, up: bool | None = None, promisc: bool | None = None, master: int | None = None, mtu: int = 0, mac: str | None = None, netns_fd: int | None = None) -> None:
+def set_link(nl: Netlink, index: int, up: bool | None = None, promisc: bool | None = None, master: int | None = None, mtu: int = 0,
+             mac: str | None = None, netns_fd: int | None = None, alias: str | None = None) -> None:
     msg = ifinfmsg()
     msg["index"] = index
     flags = change = 0
@@ -214,6 +217,8 @@ def set_link(nl: Netlink, index: int, up: bool | None = None, promisc: bool | No
         attrs.append(("IFLA_ADDRESS", mac))
     if netns_fd is not None:
         attrs.append(("IFLA_NET_NS_FD", netns_fd))
+    if alias is not None:
+        attrs.append(("IFLA_IFALIAS", alias))
     msg["attrs"] = attrs
     nl.request(msg, RTM_NEWLINK, CHANGE, f"change link {index}")
 
