@@ -77,22 +77,9 @@ def open_dir(data_dir: str, network: str, create: bool, key: str = "dataDir") ->
             raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{data_dir} is not a directory") from None
         raise io_error(f"opening {data_dir}", err) from None
     try:
-        if create:
-            try:
-                os.mkdir(network, 0o700, dir_fd=parent)
-            except FileExistsError:
-                pass
-            except OSError as err:
-                raise io_error(f"creating {data_dir}/{network}", err) from None
-        try:
-            fd = os.open(network, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise io_error(f"opening {data_dir}/{network}", err) from None
+        return open_subdir(parent, network, create, f"{data_dir}/{network}")
     finally:
         os.close(parent)
-    return _checked(fd, f"{data_dir}/{network}")
 
 
 def open_subdir(dirfd: int, name: str, create: bool, what: str) -> int | None:
