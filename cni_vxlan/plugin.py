@@ -78,16 +78,17 @@ def add(args: skel.CmdArgs) -> Result:
 def _validate_delegate(conf: VxlanConf, args) -> None:
     """Refuse a delegate or ipam section that cannot work before converging: that creates the device and takes a lease.
 
-    The delegate config is built as ADD will build it, with the first
-    leasable subnet standing in for the lease, and checked by our bridge's
-    and host-local's own config loaders (a foreign delegate checks its own).
+    The delegate config is built as ADD will build it, with this node's
+    subnet as far as it is known standing in for the lease, and checked by
+    our bridge's and host-local's own config loaders (a foreign delegate
+    checks its own).
     """
     from ipaddress import ip_address
 
     from cni_vxlan.conf import Peer
     from cni_vxlan.store import Lease
 
-    stand_in = Lease(Peer(conf.node_name, ip_address("0.0.0.0"), conf.subnet_min, ""), 0)
+    stand_in = Lease(Peer(conf.node_name, ip_address("0.0.0.0"), _expected_subnet(conf), ""), 0)
     probe = delegate_config(conf, stand_in, conf.mtu or 1500, args.config)
     invoke.check_available(probe["type"], args)
     if probe["type"] != "bridge" or invoke.in_process("bridge", args.environ) is None:
@@ -101,6 +102,19 @@ def _validate_delegate(conf: VxlanConf, args) -> None:
         invoke.check_available(bridge_conf.ipam_type, sub)
         if bridge_conf.ipam_type == "host-local":
             IPAMConf.load(sub)
+
+
+def _expected_subnet(conf: VxlanConf):
+    """This node's pod subnet as far as it is known before converging: requested IPs are judged against it.
+
+    A static peer list or an earlier lease names it; a node that holds no lease
+    yet can only be held to the overlay's range.
+    """
+    own = conf.own_peer() if conf.peer_source == "static" else None
+    if own is not None:
+        return own.subnet
+    cached = node.cached_lease(conf)
+    return cached.peer.subnet if cached is not None else conf.network
 
 
 def _saved(data: dict | None) -> tuple[str, dict] | None:

@@ -294,6 +294,48 @@ def not_executable_ipam(world) -> None:
     os.mkdir(os.path.join(world.outside, "cnibin", "host-local-dir"))
 
 
+NEW_LINKS = {"bridge": ("cnibad0",), "vxlan": ("cnivx0", "cnivx.1")}
+
+
+def link_names(ns) -> set[str]:
+    return {link["ifname"] for link in ns.ipj("link", "show")}
+
+
+def no_new_bridge(world, outcome) -> None:
+    """On a fresh node (seed=False) a refused ADD left no bridge (cnibad0; for vxlan cnivx0) and no VXLAN device behind."""
+    names = link_names(world.node)
+    left = [n for n in NEW_LINKS.get(world.plugin, ()) if n in names]
+    assert not left, f"a refused ADD on a fresh node left {left} behind ({sorted(names)})"
+
+
+def granted(address: str) -> Callable:
+    """A control whose ADD got exactly the requested address."""
+    def check(world, outcome):
+        assert [ip["address"] for ip in outcome.json["ips"]] == [address], outcome
+    return check
+
+
+def route_with(key: str, value) -> Callable:
+    """ipam.routes holding one otherwise good route whose `key` is `value`."""
+    return put("ipam.routes", [{"dst": "10.99.0.0/16", key: value}])
+
+
+def peer_change(index: int, **fields) -> Callable:
+    """Change vxlan's static peers[index] (fields set to None are removed)."""
+    def change(config, world):
+        peer = config["peers"][index]
+        for key, value in fields.items():
+            if value is None:
+                peer.pop(key, None)
+            else:
+                peer[key] = value
+    return change
+
+
+def peer_added(**peer) -> Callable:
+    return lambda config, world: config["peers"].append(dict(peer))
+
+
 def _wrong_prev_v020(config, world):
     """A 0.2.0-shaped prevResult in a 1.1.0 config: no "ips", an "ip4" object instead."""
     config["prevResult"] = {"cniVersion": "0.2.0", "ip4": {"ip": "10.161.0.2/24", "gateway": "10.161.0.1"}}
@@ -514,7 +556,115 @@ def _cases() -> list[Case]:
              conf=lambda c, w: c.update({"cni.dev/valid-attachments": {"containerID": "seed"}}), row="105"))
     add(Case("hl-gc-entry-incomplete", "host-local", "GC with an entry missing ifname", 7, "valid-attachments", command="GC",
              conf=lambda c, w: c.update({"cni.dev/valid-attachments": [{"containerID": "seed"}]}), row="105"))
+
+    _hostile_cases(add, short)
     return cases
+
+
+def _hostile_cases(add, short: dict) -> None:
+    """G. The hostile review (issue 11): fields wider than their netlink attributes, loose address syntax, names that
+    look like others, and vxlan's peers and etcd endpoints.  The bridge and vxlan ADDs run on a fresh node (seed=False)
+    where a leftover bridge or VXLAN device would show, and no_new_bridge checks for one by name too."""
+    fresh = {"host-local": True, "bridge": False, "vxlan": False}  # seed
+    after = {"host-local": None, "bridge": no_new_bridge, "vxlan": no_new_bridge}  # check
+
+    # route fields: priority, table, mtu and advmss are u32 netlink attributes, scope a u8; ints only (no bool, float, string)
+    wrong = (("2to32", 2**32, "4294967296"), ("neg", -1, "-1"), ("bool", True, "true"), ("float", 1.5, "1.5"), ("string", "10", '"10"'))
+    for plugin, p in short.items():
+        for key in ("priority", "table", "mtu", "advmss"):
+            for tag, value, shown in wrong:
+                add(Case(f"{p}-route-{key}-{tag}", plugin, f"ipam.routes[0].{key} {shown}", 7, f"ipam.routes[0].{key}",
+                         conf=route_with(key, value), seed=fresh[plugin], check=after[plugin], row="issue11"))
+        add(Case(f"{p}-route-scope-256", plugin, "ipam.routes[0].scope 256 (a u8)", 7, "ipam.routes[0].scope",
+                 conf=route_with("scope", 256), seed=fresh[plugin], check=after[plugin], row="issue11"))
+    add(Case("hl-route-priority-2to33", "host-local", "ipam.routes[0].priority 2^33", 7, "ipam.routes[0].priority",
+             conf=route_with("priority", 2**33), row="issue11"))
+    add(Case("br-route-table-2to32-seeded", "bridge", "ipam.routes[0].table 4294967296 on a node with a working pod", 7, "ipam.routes[0].table",
+             conf=route_with("table", 2**32), row="issue11"))
+
+    # host-local subnets and ranges (vxlan forces its own ranges; its ipam.subnet still reaches host-local)
+    for plugin, p in (("host-local", "hl"), ("bridge", "br")):
+        add(Case(f"{p}-subnet-netmask", plugin, "subnet in netmask form 10.161.0.0/255.255.255.0", 7, "subnet",
+                 conf=put("ipam.subnet", "10.161.0.0/255.255.255.0"), seed=fresh[plugin], check=after[plugin], row="issue11"))
+        add(Case(f"{p}-subnet-v4-all", plugin, "subnet 0.0.0.0/0", 7, "subnet", conf=put("ipam.subnet", "0.0.0.0/0"),
+                 seed=fresh[plugin], check=after[plugin], row="issue11"))
+        add(Case(f"{p}-subnet-v6-all", plugin, "subnet ::/0", 7, "subnet", conf=put("ipam.subnet", "::/0"),
+                 seed=fresh[plugin], check=after[plugin], row="issue11"))
+        add(Case(f"{p}-subnet-40", plugin, "subnet 10.161.0.0/40 (an IPv4 prefix over 32)", 7, "subnet", conf=put("ipam.subnet", "10.161.0.0/40"),
+                 seed=fresh[plugin], check=after[plugin], row="67"))
+        add(Case(f"{p}-rangestart-outside", plugin, "rangeStart outside its subnet", 7, "rangestart", conf=put("ipam.rangeStart", "10.9.0.5"),
+                 seed=fresh[plugin], check=after[plugin], row="70"))
+    add(Case("br-subnet-netmask-seeded", "bridge", "subnet in netmask form on a node with a working pod", 7, "subnet",
+             conf=put("ipam.subnet", "10.161.0.0/255.255.255.0"), row="issue11"))
+    add(Case("vx-ipam-subnet-netmask", "vxlan", "ipam.subnet in netmask form (passed to host-local)", 7, "subnet",
+             conf=put("ipam.subnet", "198.19.1.0/255.255.255.0"), seed=False, check=no_new_bridge, row="issue11"))
+    add(Case("vx-ipam-subnet-all", "vxlan", "ipam.subnet 0.0.0.0/0 (passed to host-local)", 7, "subnet",
+             conf=put("ipam.subnet", "0.0.0.0/0"), seed=False, check=no_new_bridge, row="issue11"))
+
+    # requested addresses: in no range (101), with a bad prefix or malformed (4 from CNI_ARGS, 7 from the config)
+    pod_net = {"host-local": "10.161.0", "bridge": "10.161.0", "vxlan": "198.19.1"}
+    for plugin, p in short.items():
+        net = pod_net[plugin]
+        add(Case(f"{p}-requested-in-no-range", plugin, "CNI_ARGS IP=10.99.0.5 (in no range)", 101, "10.99.0.5", env={"CNI_ARGS": "IP=10.99.0.5"},
+                 seed=fresh[plugin], check=after[plugin], row="92"))
+        add(Case(f"{p}-runtime-ips-prefix-40", plugin, f'runtimeConfig.ips ["{net}.7/40"] (bad prefix)', 7, "runtimeconfig.ips",
+                 conf=put("runtimeConfig", {"ips": [f"{net}.7/40"]}), seed=fresh[plugin], check=after[plugin], row="93"))
+        add(Case(f"{p}-args-ip-prefix-99", plugin, f"CNI_ARGS IP={net}.7/99 (bad prefix)", 4, "cni_args", env={"CNI_ARGS": f"IP={net}.7/99"},
+                 seed=fresh[plugin], check=after[plugin], row="48"))
+        add(Case(f"{p}-args-ip-octet-300", plugin, f"CNI_ARGS IP={net}.300 (malformed)", 4, "cni_args", env={"CNI_ARGS": f"IP={net}.300"},
+                 seed=fresh[plugin], check=after[plugin], row="48"))
+    add(Case("br-requested-in-no-range-seeded", "bridge", "CNI_ARGS IP=10.99.0.5 on a node with a working pod", 101, "10.99.0.5",
+             env={"CNI_ARGS": "IP=10.99.0.5"}, row="92"))
+
+    # interface names the kernel reserves or that only look like others
+    names = (("all", "all", "all (the kernel's conf/all)"), ("default", "default", "default (the kernel's conf/default)"),
+             ("zwsp", "eth\u200b0", "eth0 with a zero-width space (U+200B)"), ("bom", "\ufeffeth0", "eth0 after a BOM (U+FEFF)"),
+             ("rlo", "eth\u202e0", "eth0 with a right-to-left override (U+202E)"))
+    for plugin, p in short.items():
+        for tag, name, shown in names:
+            add(Case(f"{p}-ifname-{tag}", plugin, f"CNI_IFNAME {shown}", 4, "cni_ifname", env={"CNI_IFNAME": name},
+                     seed=fresh[plugin], check=after[plugin], row="issue11"))
+    add(Case("br-ifname-rlo-seeded", "bridge", "CNI_IFNAME with U+202E on a node with a working pod", 4, "cni_ifname",
+             env={"CNI_IFNAME": "eth\u202e0"}, row="issue11"))
+    add(Case("vx-ifname-default-del", "vxlan", "DEL with CNI_IFNAME default", 4, "cni_ifname", command="DEL", cid="seed",
+             env={"CNI_IFNAME": "default", "CNI_NETNS": lambda w: w.pod.path}, row="issue11"))
+
+    # vxlan's static peers: the same list goes to every node, so a bad entry is refused naming it
+    peer_cases = (
+        ("mac-malformed", "a peer's MAC malformed (0e:56:zz:00:00:02)", peer_change(1, mac="0e:56:zz:00:00:02"), "peers[1]"),
+        ("mac-broadcast", "a peer's MAC ff:ff:ff:ff:ff:ff", peer_change(1, mac="ff:ff:ff:ff:ff:ff"), "peers[1]"),
+        ("mac-multicast", "a peer's MAC 01:00:5e:00:00:01 (multicast)", peer_change(1, mac="01:00:5e:00:00:01"), "peers[1]"),
+        ("vtep-unspecified", "a peer's vtep 0.0.0.0", peer_change(1, vtep="0.0.0.0"), "peers[1]"),
+        ("vtep-multicast", "a peer's vtep 224.0.0.1", peer_change(1, vtep="224.0.0.1"), "peers[1]"),
+        ("dup-vtep", "two peers with the same vtep", peer_added(node="n3", vtep="192.0.2.2", subnet="198.19.3.0/24"), "peers[2]"),
+        ("dup-mac", "two peers with the same MAC",
+         both(peer_change(0, mac="0e:56:00:00:00:01"), peer_change(1, mac="0e:56:00:00:00:01")), "peers[1]"),
+        ("dup-node", "two peers with the same node", peer_added(node="n2", vtep="192.0.2.3", subnet="198.19.3.0/24"), "peers[2]"),
+        ("dup-subnet", "two peers with the same subnet", peer_added(node="n3", vtep="192.0.2.3", subnet="198.19.2.0/24"), "peers[2]"),
+        ("subnet-overlap", "a peer's subnet 198.19.0.0/23 overlapping this node's",
+         peer_added(node="n3", vtep="192.0.2.3", subnet="198.19.0.0/23"), "peers[2]"),
+        ("vtep-v6-mix", "a peer with an IPv6 vtep while this node's is IPv4", peer_change(1, vtep="2001:db8::2"), "ipv4 and ipv6"),
+    )
+    for tag, what, change, fragment in peer_cases:
+        add(Case(f"vx-peer-{tag}", "vxlan", what, 7, fragment, conf=change, seed=False, check=no_new_bridge, row="issue11"))
+    add(Case("vx-peers-all-v6-node-v4", "vxlan", "every peer (this node's too) has an IPv6 vtep while this node's VTEP is IPv4", 7, "vtep",
+             conf=both(peer_change(0, vtep="2001:db8::1"), peer_change(1, vtep="2001:db8::2")), seed=False, check=no_new_bridge, row="issue11"))
+    add(Case("vx-peer-mac-broadcast-seeded", "vxlan", "a peer's MAC ff:ff:ff:ff:ff:ff on a node with a working pod (nothing reprogrammed)", 7,
+             "peers[1]", conf=peer_change(1, mac="ff:ff:ff:ff:ff:ff"), row="issue11"))
+    add(Case("vx-peer-dup-vtep-seeded", "vxlan", "two peers with the same vtep on a node with a working pod (nothing reprogrammed)", 7,
+             "peers[2]", conf=peer_added(node="n3", vtep="192.0.2.2", subnet="198.19.3.0/24"), row="issue11"))
+
+    # a requested address is checked against this node's own subnet, which need not be the first leasable one (subnetMin)
+    own = peer_change(0, subnet="198.19.5.0/24")
+    add(Case("vx-requested-own-subnet", "vxlan", "CNI_ARGS IP=198.19.5.7 in this node's static subnet 198.19.5.0/24, not subnetMin (control: granted)", 0,
+             "", conf=own, env={"CNI_ARGS": "IP=198.19.5.7"}, seed=False, check=granted("198.19.5.7/24"), row="92"))
+    add(Case("vx-requested-in-subnetmin-only", "vxlan", "CNI_ARGS IP=198.19.1.7 in subnetMin but not in this node's static subnet 198.19.5.0/24",
+             101, "198.19.1.7", conf=own, env={"CNI_ARGS": "IP=198.19.1.7"}, seed=False, check=no_new_bridge, row="92"))
+
+    # vxlan's etcd endpoints: refused when the config loads, never left to the client
+    for tag, url in (("empty-host", "http://"), ("open-bracket", "http://[::1"), ("ftp", "ftp://x:1"), ("port-99999", "http://host:99999")):
+        add(Case(f"vx-etcd-endpoint-{tag}", "vxlan", f'etcd.endpoints ["{url}"]', 7, "etcd.endpoints",
+                 conf=both(put("peerSource", "etcd"), put("etcd", {"endpoints": [url]})), seed=False, check=no_new_bridge, row="issue11"))
 
 
 CASES = _cases()

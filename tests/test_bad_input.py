@@ -9,7 +9,7 @@ from tests.badinput import CASES, World
 pytestmark = pytest.mark.root
 
 # cases where one of our plugins is known to answer wrongly, with the bug report; strict, so a fix shows up as XPASS
-KNOWN_BUGS: dict[str, str] = {}
+KNOWN_BUGS: dict[str, str] = {}  # case id -> why it fails today (a strict xfail: fixing it must remove the entry)
 
 
 def difference(before, after, path: str = "") -> str:
