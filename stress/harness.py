@@ -21,6 +21,18 @@ then GC with the live set (empty), and checks that nothing is left: no
 address file, index link, temp file, attachment record, veth, masquerade
 rule (nft and iptables), lock holder or plugin process.
 
+Same-container races (about race-rate of the operations): a new container's
+ADD racing a second ADD of it, or racing a DEL of it (with or without its
+namespace), both processes pinned to one CPU with `taskset -c 0` when
+available, as on a busy node.  Right after each race: of two ADDs exactly one
+succeeds and the other fails with 102, 11 or 103 (or 100: it held the lock
+first and found the /28 full), and the winner's record,
+veth, address and (owner-indexed) allocation agree with its result; after an
+ADD and a DEL, everything of the container is gone, or (the DEL ran first)
+record, veth and address are all there and agree with the ADD's result, never
+a veth or an address without a record.  No lock file is left either way.
+The report counts each kind of race by outcome.
+
 Invariant violations are collected, never raised: the report lists them all.
 """
 import argparse
@@ -41,8 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from conformance.netenv import Netns, sh
-from stress import procs
-from stress.report import Summary
+from stress import procs, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IFNAME = "eth0"
@@ -57,6 +68,35 @@ ORPHAN_GRACE = 30.0  # seconds for a killed plugin's descendants to go (a loaded
 TOOLS = ("nft", "iptables", "ip6tables", "xtables")
 MEI_MARKER = ".cni-multi-build"  # extracted first into each _MEI directory of the single-file build (docs/build.md)
 OWNER_RE = re.compile(r'id: (?:\\")?([A-Za-z0-9][A-Za-z0-9_.-]*)')
+RACE_LOSER_CODES = {102, 11, 103}  # already attached, try again later, the interface exists
+TASKSET = shutil.which("taskset")
+UNSURE = "add-killed"  # a race that broke an invariant (already reported): left to DEL and the sweep, as a killed ADD
+
+
+@dataclass
+class Summary(report.Summary):
+    """The report's figures, with the same-container races counted by kind and outcome."""
+
+    races: Counter = field(default_factory=Counter)  # (kind, outcome) -> races
+    pinned: bool = False
+
+    def race_text(self) -> str:
+        kinds = sorted({kind for kind, _ in self.races})
+        parts = []
+        for kind in kinds:
+            cells = {o: n for (k, o), n in self.races.items() if k == kind}
+            parts.append(f"{kind} {sum(cells.values())} (" + ", ".join(f"{o}: {n}" for o, n in sorted(cells.items())) + ")")
+        where = "pinned to CPU 0 with taskset" if self.pinned else "not pinned (no taskset)"
+        return f"same-container races, {where}: " + ("; ".join(parts) if parts else "none")
+
+    def text(self) -> str:
+        lines = super().text().split("\n")
+        return "\n".join(lines[:3] + [f"  {self.race_text()}"] + lines[3:])
+
+    def markdown(self) -> str:
+        lines = super().markdown().split("\n")
+        at = next(i for i, line in enumerate(lines) if line.startswith("| invariant violations |"))
+        return "\n".join(lines[:at] + [f"| {self.race_text()} | {sum(self.races.values())} |"] + lines[at:])
 
 
 @dataclass(frozen=True)
@@ -124,6 +164,7 @@ class Options:
     rounds: int = 0  # 0: one per 1,000 operations, at least 2
     seed: int | None = None
     quiet: bool = False
+    race_rate: float = 0.05  # share of operations that are same-container races
 
 
 def default_bin_dir() -> tuple[str, str]:
@@ -150,6 +191,7 @@ class Harness:
                                networks=[f"{n.name} {n.subnet} ({n.backend} masquerade)" for n in NETWORKS])
         if note:
             self.summary.notes.append(note)
+        self.summary.pinned = TASKSET is not None
         self.lock = threading.RLock()
         self.holders: dict[tuple[str, str], str] = {}  # (network, ip) -> cid of a live container
         self.containers: list[Container] = []
@@ -238,12 +280,17 @@ class Harness:
             env["CNI_IFNAME"] = ifname
         return env
 
-    def call(self, op: str, conf: dict, env: dict, kill=None) -> Call:
-        """Run the plugin in the node; kill=(point, condition) kills the top process once condition() holds."""
+    def call(self, op: str, conf: dict, env: dict, kill=None, pin: bool = False) -> Call:
+        """Run the plugin in the node; kill=(point, condition) kills the top process once condition() holds.
+
+        pin: on CPU 0 only (taskset execs ip, which execs the plugin: one PID, the top process).
+        """
         data = json.dumps(conf).encode()
         start = time.monotonic()
-        p = subprocess.Popen(["ip", "netns", "exec", self.node.name, self.bridge], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env)
+        argv = ["ip", "netns", "exec", self.node.name, self.bridge]
+        if pin and TASKSET:
+            argv = [TASKSET, "-c", "0"] + argv
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         with self.lock:
             self.running.add(p)
         try:
@@ -386,8 +433,11 @@ class Harness:
         if not self.opts.quiet:
             print(f"VIOLATION {kind}: {detail}", file=sys.stderr, flush=True)
 
-    def account(self, phase: str, call: Call, c: Container | None = None) -> str:
-        """Classify a call, check its output, count it; returns ok / killed / code N / bad."""
+    def account(self, phase: str, call: Call, c: Container | None = None, expected: frozenset = frozenset()) -> str:
+        """Classify a call, check its output, count it; returns ok / killed / code N / bad.
+
+        expected: codes this call may return besides EXPECTED_CODES (a race's loser).
+        """
         who = f"{call.op} {c.cid if c else ''}".strip()
         if call.killed:
             outcome = "killed"
@@ -410,7 +460,7 @@ class Harness:
                 text = f"{err['msg']} {err.get('details', '')}"
                 if code == 999 or code not in DOCUMENTED_CODES:
                     self.violation("error-code", f"{who}: code {code} ({text[:300]}); stderr {call.stderr[-500:]!r}")
-                elif code not in EXPECTED_CODES.get(call.op, ()):
+                elif code not in EXPECTED_CODES.get(call.op, ()) and code not in expected:
                     with self.lock:
                         self.summary.unexpected.append(f"{who}: code {code}: {text[:300]}")
                 if call.op == "DEL" and "not found" in text.lower():
@@ -514,6 +564,149 @@ class Harness:
             c.ns.close()
             c.ns = None
 
+    # --- same-container races ---------------------------------------------------------------
+
+    def _together(self, first: tuple, second: tuple, stagger: float) -> tuple[Call, Call]:
+        """Two calls (op, conf, env) at once, both pinned to CPU 0; the second starts `stagger` seconds after the first."""
+        out: list[Call] = []
+        thread = threading.Thread(target=lambda: out.append(self.call(*first, pin=True)))
+        thread.start()
+        time.sleep(stagger)
+        other = self.call(*second, pin=True)
+        thread.join()
+        return out[0], other
+
+    def lock_left(self, c: Container) -> bool:
+        return os.path.exists(f"{self.bridge_dir(c.net)}/{c.cid}:{IFNAME}.lock")
+
+    def indexed(self, c: Container) -> list[str]:
+        """The addresses host-local's owner index gives this container (name .alloc.<owner>.<boot>.<ip>)."""
+        prefix = f".alloc.{owner_hash(c.cid)}."
+        return [name[len(prefix):].split(".", 1)[1] for name in listdir(self.ipam_dir(c.net)) if name.startswith(prefix)]
+
+    def held_by(self, c: Container) -> dict:
+        """Everything of this container on the node, for the race invariants."""
+        record = self.record_of(c)
+        links = self.node_links()
+        return {"record": record, "veth": record.get("host_veth") if record else None, "veth_present": bool(record) and record.get("host_veth") in links,
+                "inside": container_addresses(c.ns), "indexed": self.indexed(c), "lock": self.lock_left(c)}
+
+    def attached(self, c: Container, call: Call, what: str) -> bool:
+        """Record, veth, address in the container and on disk all present and what ADD returned; a violation otherwise."""
+        held = self.held_by(c)
+        try:
+            ip = call.json["ips"][0]["address"].split("/")[0]
+            veth = [i["name"] for i in call.json["interfaces"] if not i.get("sandbox") and i["name"].startswith("veth")][0]
+        except (KeyError, IndexError, TypeError):
+            self.violation("output", f"{what}: ADD result without an address or a host veth: {call.stdout[:300]!r}")
+            return False
+        problems = []
+        if held["record"] is None:
+            problems.append(f"no record for ADD's veth {veth} and address {ip}")
+        elif held["veth"] != veth:
+            problems.append(f"the record names {held['veth']}, ADD made {veth}")
+        if veth not in self.node_links():
+            problems.append(f"ADD's veth {veth} is gone")
+        if held["inside"] != [ip]:
+            problems.append(f"{IFNAME} holds {held['inside']}, ADD gave {ip}")
+        if held["indexed"] != [ip] or read_owner(f"{self.ipam_dir(c.net)}/{ip}") != c.cid:
+            problems.append(f"host-local holds {held['indexed']} for it (file {ip} names {read_owner(f'{self.ipam_dir(c.net)}/{ip}')!r}), ADD gave {ip}")
+        if held["lock"]:
+            problems.append("its lock file is left")
+        if problems:
+            self.violation("race", f"{what}: " + "; ".join(problems))
+            return False
+        return True
+
+    def gone(self, c: Container, what: str, veth: str = "") -> bool:
+        held = self.held_by(c)
+        left = {k: v for k, v in held.items() if v and k != "veth"}
+        if veth and veth in self.node_links():
+            left["ADD's veth"] = veth
+        if left:
+            self.violation("race", f"{what}: neither attached nor gone: {left}")
+            return False
+        return True
+
+    def _adopt(self, c: Container, call: Call) -> None:
+        """The race left the container attached: it is live, as after a plain ADD."""
+        c.result, c.ip = call.json, call.json["ips"][0]["address"].split("/")[0]
+        with self.lock:
+            holder = self.holders.get((c.net.name, c.ip))
+            if holder is not None:
+                self.violation("duplicate", f"{c.net.name} {c.ip} handed to {c.cid} while {holder} holds it")
+            self.holders[(c.net.name, c.ip)] = c.cid
+            c.state = "live"
+
+    def race(self, net: Network, worker: int, rng: random.Random) -> None:
+        """A new container's ADD racing a second ADD of it, or a DEL of it; invariants checked at once."""
+        c = self.new_container(net, worker)
+        conf = c.net.conf(self.root)
+        add = ("ADD", conf, self._env("ADD", c.cid, c.ns_path))
+        stagger = rng.choice([0.0, rng.uniform(0, 0.03), rng.uniform(0, 0.1)])
+        if rng.random() < 0.5:
+            kind = "ADD/ADD"
+            calls = self._together(add, add, stagger)
+            outcomes = [self.account("run", call, c, frozenset(RACE_LOSER_CODES)) for call in calls]
+            what = f"ADD/ADD race of {c.cid}"
+            won = [call for call, o in zip(calls, outcomes) if o == "ok"]
+            if len(won) == 1:
+                loser = calls[1] if won[0] is calls[0] else calls[0]
+                code = (loser.json or {}).get("code")
+                # 100 too: the loser may have held the lock first, found the /28 full, and the winner an address freed since
+                if code not in RACE_LOSER_CODES | {100}:
+                    self.violation("race", f"{what}: the losing ADD failed with {code}: {loser.stdout[:300]!r}")
+                outcome = f"{'first' if won[0] is calls[0] else 'second'} won, loser {code}"
+                if self.attached(c, won[0], what):
+                    self._adopt(c, won[0])
+                else:
+                    c.state = UNSURE
+            elif not won:
+                codes = sorted({o for o in outcomes})
+                outcome = f"both failed ({', '.join(codes)})"
+                if any(o not in ("code 100", "code 11") for o in outcomes):
+                    self.violation("race", f"{what}: both ADDs failed: {[call.stdout[:200] for call in calls]}")
+                self.gone(c, what)
+                c.state, c.failed_at = "add-failed", time.monotonic()
+                self.delete(c, rng, "intact-noprev")
+            else:
+                outcome = "both succeeded"
+                self.violation("race", f"{what}: both ADDs succeeded: {[call.stdout[:200] for call in calls]}")
+                c.state = UNSURE
+        else:
+            kind = "ADD/DEL"
+            delete = ("DEL", conf, self._env("DEL", c.cid, rng.choice([c.ns_path, ""])))
+            del_first = rng.random() < 0.5
+            if del_first:
+                call_del, call_add = self._together(delete, add, stagger)
+            else:
+                call_add, call_del = self._together(add, delete, stagger)
+            o_add, o_del = self.account("run", call_add, c), self.account("run", call_del, c)
+            what = f"ADD/DEL race of {c.cid} ({'DEL' if del_first else 'ADD'} started first)"
+            if o_del != "ok":
+                self.violation("race", f"{what}: DEL failed: {call_del.stdout[:300]!r}")
+            if o_add not in ("ok", "code 100", "code 11"):
+                self.violation("race", f"{what}: ADD failed: {call_add.stdout[:300]!r}")
+            if o_add == "ok" and self.record_of(c) is not None:
+                outcome = "attached (DEL ran first)"
+                if self.attached(c, call_add, what):
+                    self._adopt(c, call_add)
+                else:
+                    c.state = UNSURE
+            else:
+                outcome = "gone" if o_add == "ok" else f"gone, ADD {o_add}"
+                veth = ""
+                if o_add == "ok":
+                    veth = next((i["name"] for i in (call_add.json or {}).get("interfaces", []) if not i.get("sandbox") and i["name"].startswith("veth")), "")
+                if self.gone(c, what, veth):
+                    c.state, c.deleted_at = "deleted", time.monotonic()
+                    c.ns.close()
+                    c.ns = None
+                else:
+                    c.state = UNSURE
+        with self.lock:
+            self.summary.races[(kind, outcome)] += 1
+
     # --- workers ---------------------------------------------------------------------------
 
     def take(self) -> bool:
@@ -531,7 +724,10 @@ class Harness:
                 pending = [c for c in mine if c.state in PENDING]
                 r = rng.random()
                 # about 45% ADD, 35% DEL, 15% CHECK: live containers pile up to the cap, and the /28 runs out
-                if pending and r < 0.15:
+                if len(live) < MAX_LIVE_PER_WORKER and rng.random() < self.opts.race_rate:
+                    net = rng.choices(NETWORKS, [n.weight for n in NETWORKS])[0]
+                    self.race(net, index, rng)
+                elif pending and r < 0.15:
                     self.delete(rng.choice(pending), rng)
                 elif live and (r < 0.40 or len(live) >= MAX_LIVE_PER_WORKER):
                     self.delete(rng.choice(live), rng)
@@ -853,10 +1049,12 @@ def parse(argv=None) -> Options:
     ap.add_argument("--rounds", type=int, default=0, help="sweeps and checks (default: one per 1,000 calls, at least 2)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--race-rate", type=float, default=0.05,
+                    help="share of operations that race two calls for one new container: ADD/ADD or ADD/DEL (default 0.05)")
     ns = ap.parse_args(argv)
-    if ns.ops < 1 or ns.workers < 1 or not 0 <= ns.kill_rate < 1:
-        ap.error("--ops and --workers must be positive, --kill-rate in [0, 1)")
-    return Options(ns.ops, ns.workers, ns.kill_rate, ns.bin_dir, ns.report, ns.rounds, ns.seed, ns.quiet)
+    if ns.ops < 1 or ns.workers < 1 or not 0 <= ns.kill_rate < 1 or not 0 <= ns.race_rate <= 1:
+        ap.error("--ops and --workers must be positive, --kill-rate in [0, 1), --race-rate in [0, 1]")
+    return Options(ns.ops, ns.workers, ns.kill_rate, ns.bin_dir, ns.report, ns.rounds, ns.seed, ns.quiet, ns.race_rate)
 
 
 def main(argv=None) -> int:
