@@ -222,10 +222,10 @@ def delete(args: skel.CmdArgs) -> None:
         conf = BridgeConf.load(args)
     except CNIError as err:
         return _delete_without_config(args, err)
-    records = Records(conf.data_dir, conf.name)
-    with records.locked(args.container_id, args.ifname, create=False) as entry:
-        errors: list[CNIError] = []
-        record = _step(errors, "reading the attachment record", entry.read)
+    errors: list[CNIError] = []
+    with ExitStack() as held:
+        entry = _lock_attachment(held, errors, Records(conf.data_dir, conf.name), args)
+        record = _step(errors, "reading the attachment record", entry.read) if entry else None
         _step(errors, "deleting the interface", _delete_links, args, record)
         if conf.layer3:
             _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
@@ -242,6 +242,24 @@ def delete(args: skel.CmdArgs) -> None:
         _step(errors, "removing the attachment record", entry.remove)
     if errors:
         raise _incomplete("DEL", errors)
+
+
+def _lock_attachment(held: ExitStack, errors: list[CNIError], records: Records | None, args):
+    """The attachment under its lock for the rest of DEL; None when its records cannot be opened.
+
+    A lock another call holds past the bound is the answer (11: retry); an
+    unusable record directory is noted and DEL still undoes what the
+    container ID and ifname identify, as it would without a record.
+    """
+    if records is None:
+        return None
+    try:
+        return held.enter_context(records.locked(args.container_id, args.ifname, create=False))
+    except CNIError as err:
+        if err.code == Code.TRY_AGAIN_LATER:
+            raise
+        errors.append(CNIError(err.code, f"reading the attachment record: {err.msg}", err.details))
+        return None
 
 
 def _step(errors: list[CNIError], what: str, fn, *args):
@@ -302,12 +320,7 @@ def _delete_without_config(args, err: CNIError) -> None:
     records = Records(data_dir, args.config["name"]) if data_dir else None
     errors: list[CNIError] = []
     with ExitStack() as held:
-        entry = None
-        if records:
-            try:
-                entry = held.enter_context(records.locked(args.container_id, args.ifname, create=False))
-            except CNIError as lock_err:  # the rest of DEL still runs
-                errors.append(CNIError(lock_err.code, f"reading the attachment record: {lock_err.msg}", lock_err.details))
+        entry = _lock_attachment(held, errors, records, args)
         record = _step(errors, "reading the attachment record", entry.read) if entry else None
         _step(errors, "deleting the interface", _delete_links, args, record)
         _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)

@@ -6,8 +6,9 @@ table bridge nat, base chain PREROUTING (filter, prerouting, priority -300),
   cni-br-iface-<id>:      jump cni-br-iface-<id>-mac
   cni-br-iface-<id>-mac:  ether saddr <mac> return; drop
 every rule commented macspoofchk-<id>.  The reference's <id> is
-"<cid>-<ifname>", which (pod-1, eth0) and (pod, 1-eth0) share: we use it
-only where it stands for one pair alone (every ordinary pod), and
+"<cid>-<ifname>", which (pod-1, eth0) and (pod, 1-eth0) share, and which
+can equal another pair's "<id>-mac": we use it only where it stands for one
+pair alone and does not end in "-mac" (every ordinary pod), and
 common.attachment.digest() of the pair otherwise.  Teardown needs only the
 container ID and ifname, so it works without the container's namespace.
 """
@@ -21,7 +22,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_./-]+\Z")  # what nft accepts as an unquot
 
 def rule_id(container_id: str, ifname: str) -> str:
     plain = f"{container_id}-{ifname}"
-    if len(plain) <= 200 and _IDENTIFIER.match(plain) and attachment.legacy_splits(plain) == [(container_id, ifname)]:
+    # "<id>-mac" names the second chain of the pair whose id is <id>: no plain id may end so
+    if len(plain) <= 200 and _IDENTIFIER.match(plain) and not plain.endswith("-mac") \
+            and attachment.legacy_splits(plain) == [(container_id, ifname)]:
         return plain
     return attachment.digest(container_id, ifname)
 

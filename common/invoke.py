@@ -17,7 +17,7 @@ from common.config import load_json
 from common.errors import CNIError, Code
 from common.types import Result
 
-IN_PROCESS = {"host-local": "cni_hostlocal_ipam.plugin", "bridge": "cni_bridge.plugin"}
+IN_PROCESS = {"host-local": "cni_hostlocal_ipam.plugin", "bridge": "cni_bridge.plugin", "vxlan": "cni_vxlan.plugin"}
 DEFAULT_TIMEOUT = 20.0
 
 

@@ -17,9 +17,11 @@ a name that could stand for several is left to the runtime's own DEL.
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
 
 from common import attachment, statedir
+from common.errors import CNIError, Code
 
 log = logging.getLogger(__name__)
 LOCK_TIMEOUT = 10.0  # as host-local's default: a stuck holder gives code 11, never a hang
@@ -80,29 +82,52 @@ class Records:
     def locked(self, container_id: str, ifname: str, create: bool, wait: bool = True):
         """The attachment under its lock; None (with wait=False) while another call holds it.
 
-        Without create, an absent directory yields an Entry that holds nothing.
-        Directories created here go again when the call leaves no record in
-        them: a refused ADD leaves the node as it found it.
+        A DEL (create False) locks too, creating the directory if it must: an
+        ADD may create it meanwhile.  Only where it cannot be created (nor by
+        anyone else's ADD) does it yield an Entry that holds nothing.
+        Directories created here go again when the call leaves them empty: a
+        refused ADD leaves the node as it found it, and a waiter that finds
+        its directory gone opens it anew.
         """
-        created = statedir.missing_dirs(self.path) if create else []
-        dirfd = self._open(create)
-        if dirfd is None:
-            yield Entry(self, None, container_id, ifname)
-            return
+        lock_name = attachment.key(container_id, ifname) + ".lock"
+        what = f"attachment {container_id}/{ifname} of network {self.network}"
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            created = statedir.missing_dirs(self.path)
+            dirfd = self._open_to_lock(create)
+            if dirfd is None:
+                yield Entry(self, None, container_id, ifname)
+                return
+            try:
+                held = statedir.lock_file(dirfd, lock_name, max(deadline - time.monotonic(), 0.001), what, wait)
+                break
+            except statedir.DirectoryGone:
+                os.close(dirfd)
+                if time.monotonic() > deadline:
+                    raise
+            except BaseException:
+                os.close(dirfd)
+                statedir.remove_empty(created)
+                raise
         try:
-            lock_name = attachment.key(container_id, ifname) + ".lock"
-            what = f"attachment {container_id}/{ifname} of network {self.network}"
-            with statedir.locked(dirfd, lock_name, LOCK_TIMEOUT, what, wait) as held:
-                if held is None:
-                    yield None
-                    return
-                try:
-                    yield Entry(self, dirfd, container_id, ifname)
-                finally:
-                    held.remove()  # a lock file exists only while a call runs (or a killed one left it)
+            yield None if held is None else Entry(self, dirfd, container_id, ifname)
         finally:
+            if held is not None:
+                held.remove()  # a lock file exists only while a call runs (or a killed one left it)
+                held.release()
             os.close(dirfd)
             statedir.remove_empty(created)
+
+    def _open_to_lock(self, create: bool) -> int | None:
+        dirfd = self._open(create)
+        if dirfd is not None or create:
+            return dirfd
+        try:
+            return self._open(create=True)
+        except CNIError as err:
+            if err.code == Code.IO_FAILURE:  # a read-only or full file system: no ADD can record anything here either
+                return None
+            raise
 
     def read(self, container_id: str, ifname: str) -> dict | None:
         """The document without the lock (a quick look); None when absent."""

@@ -158,30 +158,42 @@ def drop_stale_temp(dirfd: int, name: str, age: float = 60) -> None:
             os.unlink(name, dir_fd=dirfd)
 
 
+class DirectoryGone(CNIError):
+    """The directory was removed under us (its last user cleaned up): open it anew and try again."""
+
+    def __init__(self, what: str):
+        super().__init__(Code.TRY_AGAIN_LATER, f"{what}: the state directory was removed meanwhile")
+
+
 class HeldLock:
-    """An flock on <name>.lock in a state directory; remove() deletes the lock file while still holding it."""
+    """An flock on a lock file in a state directory, held until release()."""
 
     def __init__(self, dirfd: int, name: str, fd: int):
         self.dirfd, self.name, self.fd = dirfd, name, fd
 
     def remove(self) -> None:
-        # waiters find the inode unlinked once they get it, and open the file anew
+        """Delete the lock file while still holding it: waiters find its inode unlinked and open the name anew."""
         remove_file(self.dirfd, self.name)
 
+    def release(self) -> None:
+        os.close(self.fd)
 
-@contextlib.contextmanager
-def locked(dirfd: int, name: str, timeout: float, what: str, wait: bool = True):
-    """Hold an exclusive flock on the file `name` in dirfd for the block (code 11 after `timeout` seconds).
+
+def lock_file(dirfd: int, name: str, timeout: float, what: str, wait: bool = True) -> HeldLock | None:
+    """An exclusive flock on the file `name` in dirfd (code 11 after `timeout` seconds).
 
     The file may be unlinked by a holder (remove()), so after each acquisition
-    the name must still refer to the locked inode; otherwise try again.
-    With wait=False, yields None at once when another process holds it.
+    the name must still refer to the locked inode; otherwise try again.  With
+    wait=False, None at once when another process holds it.  DirectoryGone
+    when the directory itself was removed meanwhile.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
             # O_NONBLOCK: a FIFO planted as the lock must not hang us before the regular-file check
             fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=dirfd)
+        except FileNotFoundError:
+            raise DirectoryGone(what) from None
         except OSError as err:
             raise io_error(f"opening the lock {name}", err) from None
         try:
@@ -191,23 +203,26 @@ def locked(dirfd: int, name: str, timeout: float, what: str, wait: bool = True):
                 lock.acquire(fd, max(deadline - time.monotonic(), 0.001), what)
             elif not lock.try_acquire(fd):
                 os.close(fd)
-                fd = -1
-            st = os.fstat(fd) if fd >= 0 else None
+                return None
+            st = os.fstat(fd)
             try:
-                now = os.stat(name, dir_fd=dirfd, follow_symlinks=False) if st else None
+                now = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
             except FileNotFoundError:
                 now = None
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
+            os.close(fd)
             raise
-        if fd < 0:
-            yield None
-            return
         if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
-            break
+            return HeldLock(dirfd, name, fd)
         os.close(fd)  # the holder we waited for removed it
+
+
+@contextlib.contextmanager
+def locked(dirfd: int, name: str, timeout: float, what: str, wait: bool = True):
+    """lock_file() for the block; yields None (with wait=False) when another process holds it."""
+    held = lock_file(dirfd, name, timeout, what, wait)
     try:
-        yield HeldLock(dirfd, name, fd)
+        yield held
     finally:
-        os.close(fd)
+        if held is not None:
+            held.release()

@@ -277,11 +277,6 @@ def _waiting_on_a_lock(pids: list[int]) -> bool:
     return False
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a DEL on a network whose record directory does not exist yet holds no lock: common/records.py Records.locked(create=False) "
-    "yields an Entry without locking when the directory is absent, so the bridge DEL's IPAM release (cni_bridge/plugin.py delete) "
-    "is not serialized with an ADD of the same container that creates the directory meanwhile: the ADD succeeds, then the "
-    "DEL frees its address, which stays on the pod while host-local hands it out again"))
 def test_a_del_racing_the_first_add_on_a_node_holds_the_attachment_lock(netns, tmp_path, taskset):
     """Deterministic: the DEL is parked inside its IPAM DEL (a wrapper waits for a go file) while the ADD runs.
 
