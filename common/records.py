@@ -169,7 +169,7 @@ class Records:
         if dirfd is None:
             return []
         try:
-            out = []
+            out: dict[tuple[str, str], dict] = {}
             for name in sorted(os.listdir(dirfd)):
                 if name.endswith(".json"):
                     doc = self.load(dirfd, name)
@@ -178,11 +178,13 @@ class Records:
                             log.warning("%s/%s: an earlier version's record whose pair is ambiguous: left for the runtime's DEL", self.path, name)
                         continue
                     pair = (doc["container_id"], doc["ifname"])
-                    if name in (attachment.key(*pair) + ".json", _legacy_name(*pair)):
-                        out.append(doc)
+                    if name == attachment.key(*pair) + ".json":
+                        out[pair] = doc
+                    elif name == _legacy_name(*pair):
+                        out.setdefault(pair, doc)  # an earlier version's, unless the current name holds the pair too
                 elif ".json.tmp-" in name:
                     statedir.drop_stale_temp(dirfd, name)
-            return out
+            return list(out.values())
         finally:
             os.close(dirfd)
 

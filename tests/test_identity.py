@@ -424,3 +424,20 @@ def test_legacy_documents_over_random_pairs(tmp_path, pairs, seed):
                     assert doc is None, f"seed {seed}: {name!r} ({'with' if stores_pair else 'without'} a pair) was read for {p!r}: {doc!r}"
         listed = {(d["container_id"], d["ifname"]): d["host_veth"] for d in store.all()}
         assert listed == expected, f"seed {seed}: all() of {'paired' if stores_pair else 'pairless'} legacy documents"
+
+
+@pytest.mark.unit
+def test_a_pair_under_both_its_names_is_listed_once(tmp_path):
+    """An upgrade can leave an earlier version's "<cid>-<ifname>.json" beside the current name: one attachment, one entry."""
+    import json as _json
+
+    from common import attachment
+    from common.records import Records
+
+    records = Records(str(tmp_path), "net")
+    with records.locked("pod", "eth0", create=True) as entry:
+        entry.write({"host_veth": "vethnew"})
+    (tmp_path / "net" / "pod-eth0.json").write_text(_json.dumps({"container_id": "pod", "ifname": "eth0", "host_veth": "vethold"}))
+    assert sorted(os.listdir(tmp_path / "net")) == sorted([attachment.key("pod", "eth0") + ".json", "pod-eth0.json"])
+    docs = records.all()
+    assert [(d["container_id"], d["ifname"], d["host_veth"]) for d in docs] == [("pod", "eth0", "vethnew")]
