@@ -3,7 +3,7 @@
 Builds six variants of the binary from copies of the source tree, each one
 measure fewer than the next, and times them interleaved (wall and CPU):
 
-  A  startup-cost.md's recipe (strip, excludes, no inspect/multiprocessing hooks,
+  A  the packaging study's recipe (strip, excludes, no inspect/multiprocessing hooks,
      uncompressed CArchive) on the code before this work: the plugin is imported
      even for VERSION, pkgutil's runtime hook runs first, netns uses ctypes,
      pyroute2.config loads multiprocessing and platform, firewall imports subprocess

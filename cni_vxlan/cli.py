@@ -84,6 +84,9 @@ def _watch(conf: VxlanConf, resync: float) -> None:
             try:
                 revision = _converge(conf)
                 backoff = 0.5
+                if conf.peer_source == "static":
+                    time.sleep(resync)  # nothing to watch: re-converge now and then, repairing what others changed
+                    continue
                 _follow(conf, revision, resync)
             except (etcd.EtcdError, CNIError) as err:
                 log.warning("%s; retrying in %.1fs (entries left as programmed)", err, backoff)

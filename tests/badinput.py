@@ -13,7 +13,7 @@ prevResult on DEL).
 docs/bad-input.md is generated from CASES:
     .venv/bin/python -m tests.badinput --write
 and a test fails when the file is out of date.  Row numbers refer to the
-bad-input matrix in /work/shared/docs/reliability-security.md, section 4.
+bad-input matrix in the project's reliability and security notes, section 4.
 """
 import copy
 import json

@@ -307,3 +307,17 @@ def test_colliding_pairs_keep_their_own_attachments(bed, bin_dir):
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
     assert n1.run(vx, "DEL", conf(bed, n1, **static), "pod-1", bin_dir).ok
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == []
+
+
+def test_sync_watch_with_static_peers_keeps_running_and_repairs(bed, bin_dir):
+    """Static peers have nothing to watch: `sync --watch` once crashed reading an etcd setting; it re-converges instead."""
+    n1, n2 = bed.add_node("n1"), bed.add_node("n2")
+    peers = [{"node": "n1", "vtep": n1.address, "subnet": "198.18.1.0/24"}, {"node": "n2", "vtep": n2.address, "subnet": "198.18.2.0/24"}]
+    static = {"peerSource": "static", "peers": peers}
+    add_pod(bed, n1, "p1", bin_dir, **static)
+    n1.start([os.path.join(bin_dir, "vxlan"), "sync", "--watch", "--resync", "0.5", "--conf", conflist(bed, n1, **static)], f"{bed.tmp}/n1.sync.log")
+    routes = lambda: [r["dst"] for r in overlay_entries(n1)[0]]  # noqa: E731
+    assert routes() == ["198.18.2.0/24"]
+    n1.ns.ip("route", "del", "198.18.2.0/24", "dev", "cnivx.1")
+    assert until(lambda: routes() == ["198.18.2.0/24"], 10) is not None, "the deleted peer route was not put back"
+    assert all(p.poll() is None for p in n1.procs), open(f"{bed.tmp}/n1.sync.log").read()
