@@ -15,7 +15,7 @@ from common.types import DNS
 DEFAULT_BRIDGE = "cni0"
 DEFAULT_DATA_DIR = "/var/lib/cni/bridge"
 MASQ_BACKENDS = ("nftables", "iptables")
-_MAC_RE = re.compile(r"^([0-9a-fA-F]{2})([:-]?)([0-9a-fA-F]{2})(?:\2([0-9a-fA-F]{2})){4}$")
+_MAC_RE = re.compile(r"^([0-9a-fA-F]{2})([:-]?)([0-9a-fA-F]{2})(?:\2([0-9a-fA-F]{2})){4}\Z")
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,11 @@ def list_addresses(nl: Netlink, index: int = 0, version: int = 0) -> list[Addres
             continue
         text = reply.get_attr("IFA_LOCAL") or reply.get_attr("IFA_ADDRESS")
         flags = reply.get_attr("IFA_FLAGS") or reply["flags"]
-        out.append(Address(reply["index"], ip_interface(f"{text}/{reply['prefixlen']}"), flags, reply["scope"]))
+        try:
+            address = ip_interface(f"{text}/{reply['prefixlen']}")
+        except ValueError:  # an attribute pyroute2 could only decode as raw bytes: not a message the kernel sends
+            raise NetlinkError(errno.EPROTO, "list addresses") from None
+        out.append(Address(reply["index"], address, flags, reply["scope"]))
     return out
 
 

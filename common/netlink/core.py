@@ -183,8 +183,8 @@ class Netlink:
             offset = 0
             while offset + 16 <= len(data):
                 length, mtype, flags, mseq, _ = struct.unpack_from("=IHHII", data, offset)
-                if length < 16:
-                    raise NetlinkError(errno.EPROTO, what)
+                if length < 16 or offset + length > len(data):
+                    raise NetlinkError(errno.EPROTO, what)  # a message the kernel cannot have sent whole
                 chunk = data[offset : offset + length]
                 offset += (length + 3) & ~3
                 if mseq != seq:
@@ -194,12 +194,17 @@ class Netlink:
                 if mtype == NLMSG_DONE:
                     return replies, interrupted
                 if mtype == NLMSG_ERROR:
+                    if length < 20:
+                        raise NetlinkError(errno.EPROTO, what)
                     code = -struct.unpack_from("=i", chunk, 16)[0]
                     if code:
                         raise NetlinkError(code, what, _ext_ack(chunk) if flags & NLM_F_ACK_TLVS else "")
                     return replies, interrupted
                 reply = cls(chunk)
-                reply.decode()
+                try:
+                    reply.decode()
+                except Exception:  # pyroute2's decoders raise their own types on malformed attributes
+                    raise NetlinkError(errno.EPROTO, what) from None
                 replies.append(reply)
                 if not flags & NLM_F_MULTI:
                     return replies, interrupted
