@@ -9,7 +9,7 @@ DESTDIR ?=
 ITERATIONS ?=
 BENCH_ARGS ?=
 
-.PHONY: deps test test-unit test-root demo build install bench stress conformance conformance-reference clean
+.PHONY: deps lint test test-unit test-root demo build install bench stress conformance conformance-reference clean
 
 deps:
 	@./build/setup-deps.sh
@@ -27,8 +27,15 @@ install: build
 bench: build
 	$(PY) -m bench $(if $(ITERATIONS),--iterations $(ITERATIONS)) $(BENCH_ARGS)
 
+# ruff (lint and format) and mypy on common/ and the plugins; settings in pyproject.toml
+LINTED := common cni_bridge cni_hostlocal_ipam cni_vxlan cni_suite
+lint: deps
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
 # every tier; the conformance and build tests run against the built binaries too
-test: build
+test: lint build
 	$(PYTEST) -q
 
 test-unit: deps
