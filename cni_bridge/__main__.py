@@ -1,2 +1,3 @@
 from cni_bridge.plugin import main
+
 main()

@@ -1,4 +1,5 @@
 """Host-side work: the shared bridge, its gateway addresses, and each pod's port."""
+
 import errno
 import logging
 import os
@@ -52,8 +53,10 @@ def ensure_bridge(nl, conf, undo=None) -> netlink.Link:
     except LinkExists:
         pass  # created by an earlier or concurrent ADD, or by an admin
     except netlink.NetlinkError as err:
-        hint = " (this kernel has no bridge VLAN filtering, needed by vlan and vlanTrunk)" if conf.vlan_filtering and err.errno == errno.EOPNOTSUPP else ""
-        raise CNIError(Code.KERNEL_REFUSED, f"failed to create bridge {conf.bridge!r}", err.strerror + hint) from None
+        no_filtering = conf.vlan_filtering and err.errno == errno.EOPNOTSUPP
+        hint = " (this kernel has no bridge VLAN filtering, needed by vlan and vlanTrunk)" if no_filtering else ""
+        # NetlinkError always passes (errno, text) to OSError, so strerror is a str
+        raise CNIError(Code.KERNEL_REFUSED, f"failed to create bridge {conf.bridge!r}", f"{err.strerror}{hint}") from None
     br = netlink.get_link(nl, conf.bridge)
     if br.kind != "bridge":
         raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"{conf.bridge!r} already exists but is not a bridge", f"it is a {br.kind or 'physical'} device")
@@ -212,4 +215,7 @@ def wait_port_up(nl, veth_name: str) -> netlink.Link:
         link = netlink.get_link(nl, veth_name)
         if link.operstate == "UP":
             return link
-    raise CNIError(Code.KERNEL_REFUSED, f"bridge port in error state: {link.operstate}", f"{veth_name} did not come up within {sum(PORT_UP_WAITS):g}s")
+    assert link is not None  # PORT_UP_WAITS is never empty
+    raise CNIError(
+        Code.KERNEL_REFUSED, f"bridge port in error state: {link.operstate}", f"{veth_name} did not come up within {sum(PORT_UP_WAITS):g}s"
+    )

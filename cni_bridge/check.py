@@ -7,11 +7,12 @@ flags, the masquerade rules and the macspoofchk rules.  Later plugins in a
 chain may have changed routes, so only routes in prevResult are looked for,
 each with the mtu and advmss it names (container.verify).
 """
+
+from cni_bridge import container  # masq and spoofcheck only when configured, as in plugin.py
+from cni_bridge.conf import BridgeConf
 from common import invoke, netlink
 from common.errors import CNIError, Code
 from common.types import Result
-from cni_bridge import container  # masq and spoofcheck only when configured, as in plugin.py
-from cni_bridge.conf import BridgeConf
 
 
 def _mismatch(msg: str, details: str = "") -> CNIError:
@@ -37,7 +38,10 @@ def check(args) -> None:
         cont_link = container.verify(cont, args.ifname, cont_iface, result)
         veth = _find_host_veth(host, result, br, cont_link, conf.bridge)
         if veth.hairpin != conf.hairpin_mode or veth.isolated != conf.port_isolation:
-            raise _mismatch(f"port flags of {veth.name} differ", f"hairpin {veth.hairpin} isolated {veth.isolated}, configured {conf.hairpin_mode}/{conf.port_isolation}")
+            raise _mismatch(
+                f"port flags of {veth.name} differ",
+                f"hairpin {veth.hairpin} isolated {veth.isolated}, configured {conf.hairpin_mode}/{conf.port_isolation}",
+            )
     if conf.layer3 and conf.ip_masq:
         from cni_bridge import masq
 

@@ -3,6 +3,7 @@
 Everything that can be wrong with a request is found here, before the node
 is touched (the reference creates the bridge first and validates later).
 """
+
 import os
 import re
 from dataclasses import dataclass

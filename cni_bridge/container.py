@@ -1,10 +1,15 @@
 """Container-side work: sysctls, addresses and routes of the pod's interface, and their CHECK."""
+
 import time
+from typing import TYPE_CHECKING
 
 from common import netlink
 from common.errors import CNIError, Code
 from common.netlink import sysctl
 from common.netns import entered
+
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
 
 DAD_TIMEOUT = 5.0
 
@@ -40,15 +45,25 @@ def configure(cont, ns, ifname: str, result, enable_dad: bool) -> netlink.Link:
     netlink.set_link(cont, link.index, up=True)
     if any(ip.family == 6 and ip.gateway is not None for ip in result.ips):
         _wait_dad(cont, link.index, ifname)
-    gateways = {}
+    gateways: dict[int, IPv4Address | IPv6Address] = {}
     for ip in result.ips:
         if ip.gateway is not None:
             gateways.setdefault(ip.family, ip.gateway)
     for route in result.routes:
         gw = route.gw if route.gw is not None else gateways.get(route.dst.version)
         try:
-            netlink.add_route(cont, route.dst, gw, link.index, append=True, priority=route.priority, table=route.table,
-                              scope=route.scope, mtu=route.mtu, advmss=route.advmss)
+            netlink.add_route(
+                cont,
+                route.dst,
+                gw,
+                link.index,
+                append=True,
+                priority=route.priority,
+                table=route.table,
+                scope=route.scope,
+                mtu=route.mtu,
+                advmss=route.advmss,
+            )
         except netlink.NetlinkError as err:
             raise err.cni(f"failed to add route '{route.dst} via {gw} dev {ifname}'") from None
     return link

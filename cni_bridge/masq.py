@@ -14,6 +14,7 @@ applied as one transaction.
 iptables: the reference's layout (chain CNI-<hash>, comment name: "N" id: "C"),
 applied with one iptables-restore per family.
 """
+
 import hashlib
 import re
 
@@ -78,9 +79,7 @@ def _setup_nft(network: str, ifname: str, container_id: str, ips) -> None:
     comment = firewall.quote(nft_comment(network, ifname, container_id))
     for ip in ips:
         family = "ip" if ip.family == 4 else "ip6"
-        lines.append(
-            f"add rule {NFT} {NFT_CHAIN} {family} saddr {ip.address.ip} {family} daddr != {ip.address.network} masquerade comment {comment}"
-        )
+        lines.append(f"add rule {NFT} {NFT_CHAIN} {family} saddr {ip.address.ip} {family} daddr != {ip.address.network} masquerade comment {comment}")
     firewall.nft("\n".join(lines) + "\n", "installing masquerade rules")
 
 
@@ -116,7 +115,7 @@ def nft_rules() -> list[dict]:
     return firewall.nft_rules("inet", NFT_TABLE, NFT_CHAIN) or []
 
 
-def _nft_handles(prefix: str, keep: set[str] = frozenset()) -> list[int]:
+def _nft_handles(prefix: str, keep: set[str] | frozenset[str] = frozenset()) -> list[int]:
     return [r["handle"] for r in nft_rules() if r.get("comment", "").startswith(prefix) and r.get("comment") not in keep]
 
 

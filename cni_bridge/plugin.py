@@ -6,20 +6,21 @@ The shared bridge and its gateway addresses stay, as other pods use them.
 DEL forgives: whatever is already gone counts as done, and nothing it needs
 comes from the container's namespace.
 """
-import logging
+
 import _signal as signal  # signal's enum wrappers cost about 1 ms per start; the same calls, plain ints
+import logging
 from contextlib import ExitStack, contextmanager
 from ipaddress import ip_interface
 
-from common import invoke, netlink, skel
-from common.config import valid_attachments
-from common.errors import CNIError, Code
-from common.types import Interface, IPConfig, Result, Route, default_route
 # masq and spoofcheck are imported only where configured: hashlib and their
 # setup cost every start otherwise (docs/performance.md)
 from cni_bridge import bridge, container
 from cni_bridge.conf import BridgeConf, data_dir_of
 from cni_bridge.state import Records
+from common import invoke, netlink, skel
+from common.config import valid_attachments
+from common.errors import CNIError, Code
+from common.types import Interface, IPConfig, Result, Route, default_route
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,12 @@ def add(args: skel.CmdArgs) -> Result:
         from cni_bridge import spoofcheck
     _validate_ipam(conf, args)
     records = Records(conf.data_dir, conf.name)
-    with records.locked(args.container_id, args.ifname, create=True) as entry, \
-            netlink.host() as host, netlink.inside(args.netns) as cont, _transaction() as undo:
+    with (
+        records.locked(args.container_id, args.ifname, create=True) as entry,
+        netlink.host() as host,
+        netlink.inside(args.netns) as cont,
+        _transaction() as undo,
+    ):
         _refuse_live_attachment(host, entry, args)
         if netlink.find_link(cont, args.ifname) is not None:
             raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"container veth name provided ({args.ifname}) already exists", f"in {args.netns_path}")
@@ -96,7 +101,9 @@ def add(args: skel.CmdArgs) -> Result:
         if conf.mac_spoof_check:  # spoofcheck was imported above, where the names were validated
             undo.callback(_quietly, spoofcheck.teardown, args.container_id, args.ifname)
             spoofcheck.setup(veth.name, cont_link.mac, args.container_id, args.ifname)
-        result = Result(interfaces=(Interface(br.name, br.mac), Interface(veth.name, veth.mac), Interface(args.ifname, cont_link.mac, args.netns_path)))
+        result = Result(
+            interfaces=(Interface(br.name, br.mac), Interface(veth.name, veth.mac), Interface(args.ifname, cont_link.mac, args.netns_path))
+        )
         if conf.layer3:
             result = _add_layer3(args, conf, host, cont, br, result, undo)
         elif not conf.disable_container_interface:
@@ -158,7 +165,12 @@ def _add_layer3(args, conf: BridgeConf, host, cont, br, result: Result, undo: Ex
     # the spec: after trying an IPAM ADD, always DEL it on failure, even when the ADD itself failed;
     # except when it answered "duplicate allocation": the address belongs to a live attachment
     release = [True]
-    undo.callback(lambda: release[0] and _quietly(invoke.delegate, "DEL", conf.ipam_type, args))
+
+    def _release() -> None:
+        if release[0]:
+            _quietly(invoke.delegate, "DEL", conf.ipam_type, args)
+
+    undo.callback(_release)
     try:
         ipam = invoke.delegate("ADD", conf.ipam_type, args)
     except CNIError as err:

@@ -12,6 +12,7 @@ pair alone and does not end in "-mac" (every ordinary pod), and
 common.attachment.digest() of the pair otherwise.  Teardown needs only the
 container ID and ifname, so it works without the container's namespace.
 """
+
 import re
 
 from common import attachment, firewall
@@ -23,8 +24,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_./-]+\Z")  # what nft accepts as an unquot
 def rule_id(container_id: str, ifname: str) -> str:
     plain = f"{container_id}-{ifname}"
     # "<id>-mac" names the second chain of the pair whose id is <id>: no plain id may end so
-    if len(plain) <= 200 and _IDENTIFIER.match(plain) and not plain.endswith("-mac") \
-            and attachment.legacy_splits(plain) == [(container_id, ifname)]:
+    if len(plain) <= 200 and _IDENTIFIER.match(plain) and not plain.endswith("-mac") and attachment.legacy_splits(plain) == [(container_id, ifname)]:
         return plain
     return attachment.digest(container_id, ifname)
 
@@ -46,17 +46,17 @@ def setup(host_veth: str, mac: str, container_id: str, ifname: str) -> None:
     lines = [
         f"add table {TABLE}",
         f"add chain {TABLE} PREROUTING {{ type filter hook prerouting priority -300 ; policy accept ; }}",
-        f'add chain {TABLE} {iface}',
-        f'add chain {TABLE} {mac_chain}',
-        f'flush chain {TABLE} {iface}',
-        f'flush chain {TABLE} {mac_chain}',
+        f"add chain {TABLE} {iface}",
+        f"add chain {TABLE} {mac_chain}",
+        f"flush chain {TABLE} {iface}",
+        f"flush chain {TABLE} {mac_chain}",
     ]
     lines += [f"delete rule {TABLE} PREROUTING handle {h}" for h in _stale_prerouting(comment)]
     lines += [
         f'add rule {TABLE} PREROUTING iifname "{host_veth}" jump {iface} comment {quoted}',
-        f'add rule {TABLE} {iface} jump {mac_chain} comment {quoted}',
-        f'add rule {TABLE} {mac_chain} ether saddr {mac} return comment {quoted}',
-        f'add rule {TABLE} {mac_chain} drop comment {quoted}',
+        f"add rule {TABLE} {iface} jump {mac_chain} comment {quoted}",
+        f"add rule {TABLE} {mac_chain} ether saddr {mac} return comment {quoted}",
+        f"add rule {TABLE} {mac_chain} drop comment {quoted}",
     ]
     firewall.nft("\n".join(lines) + "\n", "installing macspoofchk rules")
 

@@ -7,6 +7,7 @@ container MAC, so DEL can remove the pair when CNI_NETNS is empty, refuse to
 delete an interface of the same name in a recycled namespace, and GC can
 find every attachment of this network.
 """
+
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -28,6 +29,10 @@ class Record:
 def _record(doc: dict | None) -> Record | None:
     if doc is None:
         return None
+    return _present(doc)
+
+
+def _present(doc: dict) -> Record:
     return Record(**{k: str(doc.get(k, "")) for k in Record.__dataclass_fields__})
 
 
@@ -64,7 +69,7 @@ class Records:
         return _record(self.store.read(container_id, ifname))
 
     def all(self) -> list[Record]:
-        return [_record(doc) for doc in self.store.all()]
+        return [_present(doc) for doc in self.store.all()]  # store.all() lists documents, never None
 
     def collect_orphan_locks(self) -> None:
         self.store.collect_orphan_locks()

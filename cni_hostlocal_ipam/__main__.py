@@ -1,2 +1,3 @@
 from cni_hostlocal_ipam.plugin import main
+
 main()

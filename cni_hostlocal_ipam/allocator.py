@@ -7,12 +7,14 @@ address itself last.  Candidates are integers checked against the store's
 in-memory snapshot, so a nearly full /16 costs one directory listing, not
 one open() per taken address.
 """
-from ipaddress import ip_address, ip_interface
-from typing import Iterator, Protocol
 
+from collections.abc import Iterator
+from ipaddress import ip_address, ip_interface
+from typing import Protocol
+
+from cni_hostlocal_ipam.conf import Range, RangeSet
 from common.errors import CNIError, Code
 from common.types import IPConfig
-from cni_hostlocal_ipam.conf import Range, RangeSet
 
 
 class Store(Protocol):
@@ -30,7 +32,7 @@ def candidates(range_set: RangeSet, last) -> Iterator[tuple[int, Range]]:
     spans = [(int(r.start), int(r.end), int(r.gateway), r) for r in ranges]
     first_idx, first_n = 0, spans[0][0]
     if last is not None:
-        for idx, (start, end, _, r) in enumerate(spans):
+        for idx, (_start, end, _, r) in enumerate(spans):
             if last in r:
                 n = int(last)
                 first_idx, first_n = (idx, n + 1) if n < end else ((idx + 1) % len(spans), spans[(idx + 1) % len(spans)][0])

@@ -10,9 +10,10 @@ runs this loader before it touches the node, so what can be refused from the
 config alone is refused here, down to a requested address that lies in no
 range or is a gateway (101, the allocator's code).
 """
+
 import os
 from dataclasses import dataclass
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from common.config import Obj
 from common.errors import CNIError, Code
@@ -28,10 +29,10 @@ RESOLV_CONF_MAX = 64 << 10
 class Range:
     """One range of a range set: a subnet and its allocatable span."""
 
-    subnet: object  # IPv4Network | IPv6Network
-    start: object  # first allocatable address, inclusive
-    end: object  # last allocatable address, inclusive
-    gateway: object
+    subnet: IPv4Network | IPv6Network
+    start: IPv4Address | IPv6Address  # first allocatable address, inclusive
+    end: IPv4Address | IPv6Address  # last allocatable address, inclusive
+    gateway: IPv4Address | IPv6Address
 
     def __contains__(self, ip) -> bool:
         return ip.version == self.subnet.version and self.start <= ip <= self.end
@@ -117,7 +118,7 @@ def _resolv_conf_path(path: str) -> str:
     return _absolute(path, "ipam.resolvConf") if path else ""
 
 
-def _addr(value, what: str, version: int | None = None):
+def _addr(value, what: str, version: int | None = None) -> IPv4Address | IPv6Address:
     try:
         addr = parse_ip(value)
     except ValueError:
@@ -156,14 +157,14 @@ def _range(raw, where: str) -> Range:
     # the IPv4 broadcast is never allocatable; IPv6 has no broadcast, so its last address is
     last = subnet.broadcast_address - (1 if version == 4 else 0)
     gateway = _addr(obj.str("gateway"), f"{where}.gateway", version) if obj.str("gateway") else first
-    if not first <= gateway <= last:
+    if not first <= gateway <= last:  # type: ignore[operator]  # one family: _addr checked gateway against the subnet's
         raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.gateway", f"{gateway} is not a host address of {subnet}")
     start = _addr(obj.str("rangeStart"), f"{where}.rangeStart", version) if obj.str("rangeStart") else first
     end = _addr(obj.str("rangeEnd"), f"{where}.rangeEnd", version) if obj.str("rangeEnd") else last
     for key, value in (("rangeStart", start), ("rangeEnd", end)):
         if value not in subnet:
             raise CNIError(Code.INVALID_CONFIG, f"invalid {where}.{key}", f"{key} {value} not in network {subnet}")
-    if start > end:
+    if start > end:  # type: ignore[operator]  # one family: _addr checked both against the subnet's
         raise CNIError(Code.INVALID_CONFIG, f"invalid {where}", f"rangeStart {start} is after rangeEnd {end}")
     return Range(subnet, start, end, gateway)
 

@@ -1,14 +1,15 @@
 """host-local: per-node IPAM with file-locked state (the reference's on-disk format)."""
+
 import logging
 import os
 
+from cni_hostlocal_ipam.allocator import allocate, candidates
+from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
+from cni_hostlocal_ipam.store import DiskStore
 from common import skel
 from common.config import valid_attachments
 from common.errors import CNIError, Code
 from common.types import Result
-from cni_hostlocal_ipam.allocator import allocate, candidates
-from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
-from cni_hostlocal_ipam.store import DiskStore
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,15 @@ creates have no index link and are found by reading them.  Every name is
 opened relative to the directory fd with O_NOFOLLOW: a planted symlink is
 never followed.
 """
+
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 # _socket, not socket: the same inet_ntoa/inet_ntop without socket's selectors
 # and enum conversions (about 2 ms per start, docs/performance.md)
 from _socket import AF_INET6, inet_ntoa, inet_ntop
+from dataclasses import dataclass
 
 from common import attachment, lock, statedir
 from common.errors import CNIError, Code

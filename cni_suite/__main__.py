@@ -1,2 +1,3 @@
 from cni_suite.cli import main
+
 main()

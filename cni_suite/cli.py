@@ -4,6 +4,7 @@ Shipped in the same single-file binary as the plugins, under the name
 `cni-suite`.  Networks are read from NETCONFPATH (default /etc/cni/net.d),
 as runtimes read them.
 """
+
 import json
 import logging
 import os
@@ -11,9 +12,9 @@ import sys
 
 import click
 
-from common.errors import CNIError
 from cni_suite import inventory
 from cni_suite.text import safe, safe_lines, safe_tree
+from common.errors import CNIError
 
 log = logging.getLogger("cni_suite")
 
@@ -99,8 +100,13 @@ def _text(report: dict) -> str:
 @cli.command(help="Release what no live container holds, as CNI 1.1.0 GC would.")
 @click.option("--network", default=None)
 @click.option("--valid", multiple=True, metavar="CONTAINERID:IFNAME", help="an attachment to keep (repeatable)")
-@click.option("--from-runtime", "runtime", type=click.Choice(["auto", "crictl", "podman", "cache"]), default=None,
-              help="keep the sandboxes a runtime reports alive")
+@click.option(
+    "--from-runtime",
+    "runtime",
+    type=click.Choice(["auto", "crictl", "podman", "cache"]),
+    default=None,
+    help="keep the sandboxes a runtime reports alive",
+)
 @click.option("--boot-sweep", is_flag=True, help="release only what earlier boots left behind")
 @click.option("--cni-path", default=lambda: os.environ.get("CNI_PATH", "/opt/cni/bin"), show_default="$CNI_PATH or /opt/cni/bin")
 @click.pass_obj
@@ -147,9 +153,13 @@ def gc(conf_dir, network, valid, runtime, boot_sweep, cni_path) -> None:
 
 @cli.command(help="Check this node for the known pain points and print each finding with its fix.")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--runtime-tmpdir", metavar="DIR", default=None,
-              help="The TMPDIR the container runtime gives the plugins (default: $TMPDIR, else /tmp). "
-                   "A single-file binary cannot start from a noexec TMPDIR, so check the runtime's from a usable one.")
+@click.option(
+    "--runtime-tmpdir",
+    metavar="DIR",
+    default=None,
+    help="The TMPDIR the container runtime gives the plugins (default: $TMPDIR, else /tmp). "
+    "A single-file binary cannot start from a noexec TMPDIR, so check the runtime's from a usable one.",
+)
 @click.pass_obj
 def doctor(conf_dir, as_json, runtime_tmpdir) -> None:
     from cni_suite.doctor import examine

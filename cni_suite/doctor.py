@@ -1,13 +1,13 @@
 """`cni-suite doctor`: the known pain points of a node, each with the fix."""
+
 import os
 from dataclasses import asdict, dataclass
 
-
+from cni_suite.inventory import Network
+from cni_suite.report import plumbing, request
 from common import firewall, netlink
 from common.errors import CNIError
 from common.netlink import sysctl
-from cni_suite.inventory import Network
-from cni_suite.report import plumbing, request
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,14 @@ def check_tmpdir(path: str | None = None) -> list[Finding]:
     except OSError as err:
         return [Finding("runtime-tmpdir", "", f"{path} is unusable: {err.strerror}", "create it, root-only, on an exec-capable filesystem")]
     if noexec:
-        return [Finding("runtime-tmpdir", "", f"{path} is mounted noexec: the single-file plugins cannot start from it",
-                        "give the runtime TMPDIR=<a root-only directory on an exec-capable filesystem> (docs/build.md)")]
+        return [
+            Finding(
+                "runtime-tmpdir",
+                "",
+                f"{path} is mounted noexec: the single-file plugins cannot start from it",
+                "give the runtime TMPDIR=<a root-only directory on an exec-capable filesystem> (docs/build.md)",
+            )
+        ]
     return []
 
 
@@ -76,8 +82,14 @@ def _bridge(network: Network, ipam_config) -> list[Finding]:
     foreign = [a.address for a in addrs if not any(a.address.ip in s for s in subnets if s.version == 4)]
     if not foreign:
         return []
-    return [Finding("bridge-address", network.name, f"bridge {name} holds {', '.join(map(str, foreign))}, outside {', '.join(map(str, subnets))}: every ADD fails with code 103",
-                    f"ip addr del {foreign[0]} dev {name}, or set forceAddress, or give the network its own bridge")]
+    return [
+        Finding(
+            "bridge-address",
+            network.name,
+            f"bridge {name} holds {', '.join(map(str, foreign))}, outside {', '.join(map(str, subnets))}: every ADD fails with code 103",
+            f"ip addr del {foreign[0]} dev {name}, or set forceAddress, or give the network its own bridge",
+        )
+    ]
 
 
 def _ipv6(network: Network, ipam_config) -> list[Finding]:
@@ -86,8 +98,14 @@ def _ipv6(network: Network, ipam_config) -> list[Finding]:
     state = sysctl.read("ipv6/conf/all/disable_ipv6")
     if state in (None, "1"):
         why = "IPv6 is disabled on this node" if state == "1" else "this kernel has no IPv6"
-        return [Finding("ipv6", network.name, f"{why}, but the network has IPv6 ranges: ADD fails configuring the container",
-                        "sysctl -w net.ipv6.conf.all.disable_ipv6=0 (and default), or drop the IPv6 range")]
+        return [
+            Finding(
+                "ipv6",
+                network.name,
+                f"{why}, but the network has IPv6 ranges: ADD fails configuring the container",
+                "sysctl -w net.ipv6.conf.all.disable_ipv6=0 (and default), or drop the IPv6 range",
+            )
+        ]
     return []
 
 
@@ -102,8 +120,16 @@ def _tools(network: Network) -> list[Finding]:
         needed.append("nft" if conf.ip_masq_backend == "nftables" else "iptables-restore")
     if conf.mac_spoof_check:
         needed.append("nft")
-    return [Finding("firewall-tools", network.name, f"{tool} is missing: ipMasq/macspoofchk cannot work",
-                    "apt-get install " + ("nftables" if tool == "nft" else "iptables")) for tool in dict.fromkeys(needed) if firewall.tool(tool) is None]
+    return [
+        Finding(
+            "firewall-tools",
+            network.name,
+            f"{tool} is missing: ipMasq/macspoofchk cannot work",
+            "apt-get install " + ("nftables" if tool == "nft" else "iptables"),
+        )
+        for tool in dict.fromkeys(needed)
+        if firewall.tool(tool) is None
+    ]
 
 
 def _vxlan(network: Network) -> list[Finding]:
@@ -116,16 +142,30 @@ def _vxlan(network: Network) -> list[Finding]:
     conf = VxlanConf.load(network.config)
     if conf.peer_source != "etcd":
         return []
+    assert conf.etcd is not None  # VxlanConf.load sets it for peerSource etcd
     try:
         snap = LeaseStore(conf).snapshot()
     except etcd.EtcdError as err:
-        return [Finding("etcd", network.name, f"etcd unreachable: {err}", f"check {', '.join(conf.etcd.endpoints)} from this node (firewall, TLS files, etcd health)")]
+        return [
+            Finding(
+                "etcd",
+                network.name,
+                f"etcd unreachable: {err}",
+                f"check {', '.join(conf.etcd.endpoints)} from this node (firewall, TLS files, etcd health)",
+            )
+        ]
     mtus = {lease.underlay_mtu for lease in snap.leases.values() if lease.underlay_mtu}
     if len(mtus) > 1:
-        by_mtu = {m: sorted(n for n, l in snap.leases.items() if l.underlay_mtu == m) for m in sorted(mtus)}
+        by_mtu = {m: sorted(n for n, lease in snap.leases.items() if lease.underlay_mtu == m) for m in sorted(mtus)}
         detail = "; ".join(f"{m}: {', '.join(nodes)}" for m, nodes in by_mtu.items())
-        return [Finding("vxlan-mtu", network.name, f"peers' underlay MTUs differ ({detail}): large packets between them are dropped",
-                        f"set the same mtu on every node (the smallest underlay MTU minus 50, here {min(mtus) - 50})")]
+        return [
+            Finding(
+                "vxlan-mtu",
+                network.name,
+                f"peers' underlay MTUs differ ({detail}): large packets between them are dropped",
+                f"set the same mtu on every node (the smallest underlay MTU minus 50, here {min(mtus) - 50})",
+            )
+        ]
     return []
 
 
@@ -134,6 +174,3 @@ def examine(networks: list[Network], tmpdir: str | None = None) -> list[Finding]
     for network in networks:
         findings += check_network(network)
     return findings
-
-
-

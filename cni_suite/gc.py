@@ -5,6 +5,7 @@ with a node leak until the range runs dry.  `gc --valid` and `gc
 --from-runtime` send each network's plugin exactly the GC a runtime would;
 `gc --boot-sweep` releases what earlier boots left behind.
 """
+
 import io
 import json
 import logging
@@ -12,10 +13,10 @@ import os
 import stat
 import subprocess
 
+from cni_suite.inventory import Network
+from cni_suite.report import ipam_report, plumbing
 from common import skel
 from common.errors import CNIError, Code
-from cni_suite.inventory import Network
-from cni_suite.report import ipam_report, plumbing, request
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def run_gc(network: Network, valid: set[tuple[str, str]], cni_path: str) -> None
     from common.invoke import in_process
 
     plugin = in_process(network.plugin, {})
+    assert plugin is not None  # network.plugin is one of ours (inventory.OURS), and each runs in process
     config = dict(network.config, cniVersion="1.1.0")  # our plugins do GC whatever version the file names
     config["cni.dev/valid-attachments"] = [{"containerID": cid, "ifname": ifname} for cid, ifname in sorted(valid)]
     environ = dict(os.environ, CNI_COMMAND="GC", CNI_PATH=cni_path, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="")
@@ -85,7 +87,8 @@ def _podman() -> set[str] | None:
     data = _json_from(["podman", "ps", "--format", "json"])
     if not isinstance(data, list):
         return None
-    return {c.get("Id") or c.get("ID") for c in data if type(c) is dict and type(c.get("Id") or c.get("ID")) is str}
+    ids = (c.get("Id") or c.get("ID") for c in data if type(c) is dict)
+    return {cid for cid in ids if type(cid) is str}
 
 
 def _read_regular(path: str, limit: int = 1 << 20) -> bytes:

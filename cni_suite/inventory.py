@@ -3,6 +3,7 @@
 Only networks using our plugins are described: a bridge or vxlan network
 (with its host-local IPAM) or a plugin list that uses host-local directly.
 """
+
 import glob
 import os
 import stat
@@ -41,13 +42,14 @@ def networks(directory: str) -> list[Network]:
             continue
         if type(data) is not dict:
             continue
-        entries = data.get("plugins") if type(data.get("plugins")) is list else [data]
+        plugins = data.get("plugins")
+        entries = plugins if type(plugins) is list else [data]
         for entry in entries:
             if type(entry) is not dict or entry.get("type") not in OURS:
                 continue
             name = data.get("name") or entry.get("name")
             try:
-                check_name(name)  # the plugins refuse it too; and it names state directories, so no "../"
+                name = check_name(name)  # the plugins refuse it too; and it names state directories, so no "../"
             except CNIError as err:
                 out.append(Network(name if type(name) is str and name else os.path.basename(path), path, entry["type"], {}, str(err)))
                 break
@@ -60,8 +62,13 @@ def networks(directory: str) -> list[Network]:
     return out
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _not_regular(path: str, mode: int) -> OSError:

@@ -4,18 +4,19 @@ Range usage and every allocation (address, container, interface, age, boot),
 the attachments the bridge recorded (and whether their veth still exists),
 the masquerade rules of the network, and for vxlan the lease and peers.
 """
+
 import os
 import time
 
-from common import netlink
-from common.errors import CNIError
-from common.skel import CmdArgs, ifname_problem
 from cni_bridge import masq
 from cni_bridge.conf import BridgeConf
 from cni_bridge.state import Records
 from cni_hostlocal_ipam.conf import IPAMConf
 from cni_hostlocal_ipam.store import DiskStore, boot_id
 from cni_suite.inventory import Network
+from common import netlink
+from common.errors import CNIError
+from common.skel import CmdArgs, ifname_problem
 
 
 def request(config: dict, command: str = "STATUS") -> CmdArgs:
@@ -33,12 +34,12 @@ def plumbing(network: Network) -> tuple[dict | None, str]:
     from cni_vxlan.conf import VxlanConf
     from cni_vxlan.plugin import delegate_config
 
-    conf = VxlanConf.load(network.config)
-    lease = node.cached_lease(conf)
-    bridge_dir = os.path.join(node.state_dir(conf), "bridge")
+    vxlan_conf = VxlanConf.load(network.config)
+    lease = node.cached_lease(vxlan_conf)
+    bridge_dir = os.path.join(node.state_dir(vxlan_conf), "bridge")
     if lease is None:
         return None, bridge_dir
-    return delegate_config(conf, lease, 0, network.config), bridge_dir
+    return delegate_config(vxlan_conf, lease, 0, network.config), bridge_dir
 
 
 def ipam_report(config: dict) -> dict:
@@ -50,7 +51,8 @@ def ipam_report(config: dict) -> dict:
             allocations = store.allocations()
     ranges = []
     for index, range_set in enumerate(conf.range_sets):
-        capacity = sum(int(r.end) - int(r.start) + 1 - (1 if r.start <= r.gateway <= r.end else 0) for r in range_set.ranges)
+        # as ints: a range's bounds and gateway are one family (IPAMConf.load checks them against the subnet)
+        capacity = sum(int(r.end) - int(r.start) + 1 - (1 if int(r.start) <= int(r.gateway) <= int(r.end) else 0) for r in range_set.ranges)
         used = sum(1 for a in allocations if range_set.range_for(a.ip) is not None)
         ranges.append({"rangeSet": index, "ranges": str(range_set), "capacity": capacity, "used": used, "free": capacity - used})
     return {
@@ -79,14 +81,16 @@ def attachments_report(bridge_dir: str, name: str) -> list[dict]:
             # non-name (ERANGE, EINVAL), and no such link can exist anyway
             valid = record.host_veth and not ifname_problem(record.host_veth)
             link = netlink.find_link(nl, record.host_veth) if valid else None
-            out.append({
-                "containerID": record.container_id,
-                "ifname": record.ifname,
-                "hostVeth": record.host_veth,
-                "vethPresent": link is not None,
-                "netns": record.netns,
-                "netnsExists": bool(record.netns) and os.path.exists(record.netns),
-            })
+            out.append(
+                {
+                    "containerID": record.container_id,
+                    "ifname": record.ifname,
+                    "hostVeth": record.host_veth,
+                    "vethPresent": link is not None,
+                    "netns": record.netns,
+                    "netnsExists": bool(record.netns) and os.path.exists(record.netns),
+                }
+            )
     return out
 
 
@@ -98,7 +102,7 @@ def masquerade_report(name: str) -> dict:
 
 
 def network_report(network: Network) -> dict:
-    out = {"network": network.name, "plugin": network.plugin, "source": network.source}
+    out: dict = {"network": network.name, "plugin": network.plugin, "source": network.source}
     if network.problem:
         out["problem"] = network.problem
         return out

@@ -16,6 +16,7 @@ in a name is then indistinguishable from an escaped ESC, which is harmless.
 JSON output needs none of this: json.dumps escapes controls and, with its
 default ensure_ascii, every non-ASCII character.
 """
+
 import unicodedata
 
 # Cc: C0, DEL, C1.  Cf: bidi controls, zero-width characters, BOM.  Cs: lone surrogates,

@@ -1,2 +1,3 @@
 from cni_vxlan.plugin import main
+
 main()

@@ -7,21 +7,23 @@ compaction), refreshes TTL leases, recreates a deleted device, and never
 removes entries while etcd is unreachable.  It runs in the foreground, for a
 systemd unit or a DaemonSet, and ends cleanly on SIGTERM.
 """
+
 import json
 import logging
 import os
 import signal
 import sys
 import time
+from typing import NoReturn
 
 import click
 
-from common import netlink
-from common.config import load_json
-from common.errors import CNIError
 from cni_vxlan import etcd, node
 from cni_vxlan.conf import VxlanConf
 from cni_vxlan.store import LeaseStore
+from common import netlink
+from common.config import load_json
+from common.errors import CNIError
 
 log = logging.getLogger("cni_vxlan.sync")
 
@@ -46,7 +48,7 @@ def cli(log_level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, log_level.upper()), format="%(asctime)s vxlan %(levelname)s %(message)s")
 
 
-def _fail(err: CNIError) -> "NoReturn":
+def _fail(err: CNIError) -> NoReturn:
     raise click.ClickException(f"{err.msg}{': ' + err.details if err.details else ''} (code {err.code})")
 
 
@@ -111,6 +113,7 @@ def _follow(conf: VxlanConf, revision: int, resync: float) -> None:
     Every converge also refreshes a TTL lease, so with leaseTTL the re-list
     runs at least three times per TTL.
     """
+    assert conf.etcd is not None  # only an etcd network is followed, and VxlanConf.load gives those their etcd settings
     if conf.etcd.lease_ttl:
         resync = min(resync, conf.etcd.lease_ttl / 3)
     store = LeaseStore(conf)
@@ -152,7 +155,9 @@ def show(conf_path: str, network: str | None, as_json: bool) -> None:
 
 
 def _text(report: dict) -> str:
-    lines = [f"network {report['network']} ({report['overlay']}), node {report['node']}, device {report['device']['name']}: {report['device']['state']}"]
+    lines = [
+        f"network {report['network']} ({report['overlay']}), node {report['node']}, device {report['device']['name']}: {report['device']['state']}"
+    ]
     lease = report.get("lease")
     lines.append(f"lease: {lease['subnet']} vtep {lease['vtep']} mac {lease['mac']}" if lease else "lease: none")
     for peer in report["peers"]:

@@ -1,15 +1,20 @@
 """vxlan configuration: the overlay, this node's identity, the peer source, the delegate."""
+
 import json
 import os
 import re
 import socket
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
+from typing import TYPE_CHECKING
 
+from cni_vxlan.etcd import parse_endpoint
 from common.config import Obj, check_name
 from common.errors import CNIError, Code
 from common.skel import ifname_problem
-from cni_vxlan.etcd import parse_endpoint
+
+if TYPE_CHECKING:  # annotations only: conf is on every plugin call's import path
+    from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 DEFAULT_DATA_DIR = "/var/lib/cni/vxlan"
 DEFAULT_PORT = 4789
@@ -28,12 +33,12 @@ class Peer:
     """Another node of the overlay: its VTEP and pod subnet."""
 
     node: str
-    vtep: object  # the remote VTEP address (IPv4Address | IPv6Address)
-    subnet: object  # the node's pod subnet (IPv4Network)
+    vtep: "IPv4Address | IPv6Address"  # the remote VTEP address
+    subnet: "IPv4Network | IPv6Network"  # the node's pod subnet: IPv4 in a config; records read back from etcd or state files are not family-checked
     mac: str  # its VTEP device's MAC
 
     @property
-    def base(self):
+    def base(self) -> "IPv4Address | IPv6Address":
         """The remote device's own address: the subnet's network address (flannel's scheme)."""
         return self.subnet.network_address
 
@@ -56,16 +61,16 @@ class VxlanConf:
     """The vxlan plugin's network configuration, validated."""
 
     name: str
-    network: object  # IPv4Network
+    network: "IPv4Network"
     subnet_len: int
-    subnet_min: object  # first leasable subnet (IPv4Network)
-    subnet_max: object
+    subnet_min: "IPv4Network"  # first leasable subnet
+    subnet_max: "IPv4Network"
     vni: int
     port: int
     device: str
     bridge: str
     vtep_interface: str  # "" to follow the default route
-    vtep_address: object  # None to use the VTEP interface's primary address
+    vtep_address: "IPv4Address | IPv6Address | None"  # None to use the VTEP interface's primary address
     mtu: int  # 0: the underlay's MTU minus the encapsulation overhead
     node_name: str
     peer_source: str  # "etcd" or "static"
@@ -121,7 +126,9 @@ class VxlanConf:
             lock_timeout=10.0,
         )
         if peer_source == "static" and conf.own_peer() is None:
-            raise CNIError(Code.INVALID_CONFIG, f"static peers have no entry for this node ({node_name!r})", "add {node, vtep, subnet} for it, or set nodeName")
+            raise CNIError(
+                Code.INVALID_CONFIG, f"static peers have no entry for this node ({node_name!r})", "add {node, vtep, subnet} for it, or set nodeName"
+            )
         return conf
 
     def own_peer(self) -> Peer | None:
@@ -167,7 +174,7 @@ def _quote(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _network(top: Obj):
+def _network(top: Obj) -> "IPv4Network":
     text = top.str("network")
     if not text:
         raise CNIError(Code.INVALID_CONFIG, "missing network", "the overlay's CIDR, e.g. 10.244.0.0/16")
@@ -183,24 +190,28 @@ def _network(top: Obj):
     return network
 
 
-def _subnet_len(top: Obj, network) -> int:
+def _subnet_len(top: Obj, network: "IPv4Network") -> int:
     default = 24 if network.prefixlen <= 22 else network.prefixlen + 2
     subnet_len = top.int("subnetLen", default)
     if subnet_len > 30:
         raise top.bad("subnetLen", "at most 30 (a node needs room for pods)", subnet_len)
     if subnet_len <= network.prefixlen:
-        raise CNIError(Code.INVALID_CONFIG, f"network {network} is smaller than subnetLen /{subnet_len}",
-                       f"subnetLen must be longer than the network's prefix ({network.prefixlen}) to carve node subnets out of it")
+        raise CNIError(
+            Code.INVALID_CONFIG,
+            f"network {network} is smaller than subnetLen /{subnet_len}",
+            f"subnetLen must be longer than the network's prefix ({network.prefixlen}) to carve node subnets out of it",
+        )
     return subnet_len
 
 
-def _subnet_bounds(top: Obj, network, subnet_len: int):
+def _subnet_bounds(top: Obj, network: "IPv4Network", subnet_len: int) -> "tuple[IPv4Network, IPv4Network]":
     subnets = network.subnets(new_prefix=subnet_len)
     first = next(subnets)
     # as flannel: the first subnet's base would be the overlay's network address
     default_min = next(subnets, first)
     default_max = ip_network(f"{network.broadcast_address - (2 ** (32 - subnet_len) - 1)}/{subnet_len}")
-    bounds = []
+    assert default_max.version == 4  # the last /subnetLen of an IPv4 network (checked by _network): narrows the type
+    bounds: list[IPv4Network] = []
     for key, default in (("subnetMin", default_min), ("subnetMax", default_max)):
         text = top.str(key)
         if not text:
@@ -218,7 +229,7 @@ def _subnet_bounds(top: Obj, network, subnet_len: int):
     return bounds[0], bounds[1]
 
 
-def _vtep_address(top: Obj):
+def _vtep_address(top: Obj) -> "IPv4Address | IPv6Address | None":
     text = top.str("vtepAddress")
     try:
         address = ip_address(text) if text else None
@@ -229,9 +240,10 @@ def _vtep_address(top: Obj):
     return address
 
 
-def _peers(top: Obj, network, subnet_len: int) -> tuple[Peer, ...]:
+def _peers(top: Obj, network: "IPv4Network", subnet_len: int) -> tuple[Peer, ...]:
     """The static peers.  The same list goes to every node, so a typo is refused naming the peer."""
-    peers, holders = [], {}
+    peers: list[Peer] = []
+    holders: dict[tuple[str, object], tuple[int, str]] = {}  # (what, value) -> (index, node) of the first peer with it
     for i, raw in enumerate(top.list("peers", [])):
         peer = _peer(i, raw, network, subnet_len)
         # every subnet is a /subnetLen, so two overlap exactly when they are equal
@@ -243,12 +255,15 @@ def _peers(top: Obj, network, subnet_len: int) -> tuple[Peer, ...]:
     odd = next((p for p in peers if p.vtep.version != peers[0].vtep.version), None)
     if odd is not None:
         first = peers[0]
-        raise CNIError(Code.INVALID_CONFIG, "static peers mix IPv4 and IPv6 VTEPs",
-                       f"{first.node} has {first.vtep}, {odd.node} has {odd.vtep}: the underlay of one overlay is one family")
+        raise CNIError(
+            Code.INVALID_CONFIG,
+            "static peers mix IPv4 and IPv6 VTEPs",
+            f"{first.node} has {first.vtep}, {odd.node} has {odd.vtep}: the underlay of one overlay is one family",
+        )
     return tuple(peers)
 
 
-def _peer(i: int, raw, network, subnet_len: int) -> Peer:
+def _peer(i: int, raw, network: "IPv4Network", subnet_len: int) -> Peer:
     if type(raw) is not dict:
         raise CNIError(Code.INVALID_CONFIG, f"invalid peers[{i}]", f"want {{node, vtep, subnet, mac?}}, got {_quote(raw)}")
     item = Obj(raw, f"peers[{i}].")

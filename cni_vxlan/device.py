@@ -6,15 +6,16 @@ difference.  What the kernel can change in place (source address, underlay
 device, MTU, MAC) is changed in place: a node whose address moved keeps
 working after one ADD or sync.
 """
+
 import errno
 import logging
 import os
 from ipaddress import ip_interface
 
+from cni_vxlan.conf import VxlanConf, vtep_mac
 from common import netlink
 from common.errors import CNIError, Code
 from common.netlink import sysctl
-from cni_vxlan.conf import VxlanConf, vtep_mac
 
 log = logging.getLogger(__name__)
 OVERHEAD = {4: 50, 6: 70}  # outer IP + UDP + VXLAN + inner Ethernet headers
@@ -28,8 +29,11 @@ def detect_vtep(nl, conf: VxlanConf):
     underlay, vtep = _find_vtep(nl, conf)
     odd = next((p for p in conf.peers if p.vtep.version != vtep.version), None)
     if odd is not None:
-        raise CNIError(Code.INVALID_CONFIG, f"static peer {odd.node} has an IPv{odd.vtep.version} vtep ({odd.vtep}), but this node's VTEP is IPv{vtep.version} ({vtep})",
-                       "the underlay of one overlay is one family: fix peers[], or set vtepAddress or vtepInterface")
+        raise CNIError(
+            Code.INVALID_CONFIG,
+            f"static peer {odd.node} has an IPv{odd.vtep.version} vtep ({odd.vtep}), but this node's VTEP is IPv{vtep.version} ({vtep})",
+            "the underlay of one overlay is one family: fix peers[], or set vtepAddress or vtepInterface",
+        )
     _refuse_overlap(nl, conf)
     return underlay, vtep
 
@@ -47,18 +51,29 @@ def _refuse_overlap(nl, conf: VxlanConf) -> None:
         return
     ours = next((link for link in links if link.name == conf.device), None)
     if ours is not None and ours.alias.startswith(OWNER_PREFIX) and ours.alias != owner(conf):
-        raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"VXLAN device {conf.device} belongs to {ours.alias.removeprefix(OWNER_PREFIX)!r}",
-                       f"network {conf.name!r} would share it (the same vni): give each network its own vni")
+        raise CNIError(
+            Code.CONFLICTING_HOST_OBJECT,
+            f"VXLAN device {conf.device} belongs to {ours.alias.removeprefix(OWNER_PREFIX)!r}",
+            f"network {conf.name!r} would share it (the same vni): give each network its own vni",
+        )
     claims = [(a.index, a.address.network) for a in netlink.list_addresses(nl, version=4) if a.index in vxlans]
     claims += [(r.oif, r.dst) for r in netlink.list_routes(nl, 4) if r.oif in vxlans and r.dst.prefixlen > 0]
     for index, claimed in claims:
         if vxlans[index] == conf.device:
+            assert claimed.version == 4  # both lists asked the kernel for IPv4 only
             if not claimed.subnet_of(conf.network):
-                raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"VXLAN device {conf.device} serves {claimed}, outside network {conf.network}",
-                               "another network uses this device (the same vni): give each network its own vni, or delete the device if this network's range changed")
+                raise CNIError(
+                    Code.CONFLICTING_HOST_OBJECT,
+                    f"VXLAN device {conf.device} serves {claimed}, outside network {conf.network}",
+                    "another network uses this device (the same vni): give each network its own vni, "
+                    "or delete the device if this network's range changed",
+                )
         elif claimed.overlaps(conf.network):
-            raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"network {conf.network} overlaps {claimed} of VXLAN device {vxlans[index]}",
-                           "another overlay on this node uses that range: give this network a range of its own, or remove the other one")
+            raise CNIError(
+                Code.CONFLICTING_HOST_OBJECT,
+                f"network {conf.network} overlaps {claimed} of VXLAN device {vxlans[index]}",
+                "another overlay on this node uses that range: give this network a range of its own, or remove the other one",
+            )
 
 
 def _find_vtep(nl, conf: VxlanConf):
@@ -141,8 +156,15 @@ def _create(nl, conf: VxlanConf, underlay, vtep, mac: str, mtu: int) -> netlink.
     except netlink.LinkExists:
         if netlink.find_link(nl, conf.device) is None:
             # EEXIST with the name free: another device already carries this VNI on this port
-            other = next((l.name for l in netlink.list_links(nl) if l.vxlan and l.vxlan["vni"] == conf.vni and l.vxlan["port"] == conf.port), "another device")
-            raise CNIError(Code.CONFLICTING_HOST_OBJECT, f"VNI {conf.vni} on UDP port {conf.port} is already used by {other}", "choose another vni or port, or remove that device")
+            other = next(
+                (link.name for link in netlink.list_links(nl) if link.vxlan and link.vxlan["vni"] == conf.vni and link.vxlan["port"] == conf.port),
+                "another device",
+            )
+            raise CNIError(
+                Code.CONFLICTING_HOST_OBJECT,
+                f"VNI {conf.vni} on UDP port {conf.port} is already used by {other}",
+                "choose another vni or port, or remove that device",
+            ) from None
         return netlink.get_link(nl, conf.device)  # a concurrent ADD made it
     log.info("created %s (vni %s, port %s, local %s)", conf.device, conf.vni, conf.port, vtep)
     return netlink.get_link(nl, conf.device)
@@ -153,6 +175,7 @@ def incompatibility(link: netlink.Link, conf: VxlanConf) -> str:
     if link.kind != "vxlan":
         return f"kind: {link.kind or 'physical'} vs vxlan"
     have = link.vxlan
+    assert have is not None  # the kernel reports IFLA_INFO_DATA for every vxlan device
     for key, want in (("vni", conf.vni), ("port", conf.port), ("learning", False), ("gbp", False)):
         if have[key] != want:
             return f"{key}: {have[key]} vs {want}"
@@ -189,7 +212,9 @@ def _accept_ra_off(name: str) -> None:
 
 
 def _port_in_use(nl, conf: VxlanConf) -> CNIError:
-    holders = [l.name for l in netlink.list_links(nl) if l.vxlan and l.vxlan["port"] == conf.port and l.name != conf.device and l.up]
+    holders = [
+        link.name for link in netlink.list_links(nl) if link.vxlan and link.vxlan["port"] == conf.port and link.name != conf.device and link.up
+    ]
     return CNIError(
         Code.CONFLICTING_HOST_OBJECT,
         f"UDP port {conf.port} is already in use" + (f" by {', '.join(holders)}" if holders else ""),

@@ -6,11 +6,16 @@ Chosen by measured import cost (docs/vxlan.md): etcd3gw 2.7.0 costs about
 pod start would otherwise pay.  It is also explicit where etcd3gw is quiet:
 a broken or compacted watch raises, instead of silently ending its stream.
 """
+
 import base64
 import json
 import re
 import socket
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl  # at run time only TLS setups import it (Client._connect)
 
 GATEWAY = "/v3/"
 MAX_BODY = 64 << 20
@@ -24,7 +29,7 @@ def b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
 
-def unb64(text: str) -> bytes:
+def unb64(text: str | None) -> bytes:
     return base64.b64decode(text or "")
 
 
@@ -93,13 +98,14 @@ class Client:
         self.endpoints = [parse_endpoint(e) for e in endpoints]
         self.timeout = timeout
         self.tls = (ca_file, cert_file, key_file)
-        self._ssl = None
+        self._ssl: ssl.SSLContext | None = None
 
     # --- transport ------------------------------------------------------------
 
     def _connect(self, scheme: str, host: str, port: int) -> socket.socket:
         # an ASCII name as bytes skips the idna codec, which a frozen build may not carry
-        sock = socket.create_connection((host.encode() if host.isascii() else host, port), timeout=self.timeout)
+        address = (host.encode() if host.isascii() else host, port)
+        sock = socket.create_connection(address, timeout=self.timeout)  # type: ignore[arg-type]  # typeshed allows a str host only; bytes works
         if scheme == "https":
             if self._ssl is None:
                 import ssl  # only TLS setups pay for it
@@ -122,7 +128,9 @@ class Client:
                 errors.append(f"{host}:{port}: {err.strerror or err}")
                 continue
             try:
-                head = f"POST {GATEWAY}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                head = (
+                    f"POST {GATEWAY}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                )
                 sock.sendall(head.encode() + data)
                 reader = _Reader(sock)
                 status, headers = _read_head(reader)
@@ -152,7 +160,7 @@ class Client:
         reply = self.call("kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)})
         return int(reply["header"]["revision"]), [KV(kv) for kv in reply.get("kvs", [])]
 
-    def txn(self, compare: list, success: list, failure: list = ()) -> bool:
+    def txn(self, compare: list, success: list, failure: list | tuple = ()) -> bool:
         reply = self.call("kv/txn", {"compare": compare, "success": success, "failure": list(failure)})
         return bool(reply.get("succeeded"))
 

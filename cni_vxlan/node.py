@@ -6,6 +6,7 @@
   applied.json       the peer set last programmed (CHECK and status read it)
   containers/      the delegate config each ADD used, per attachment (common.records; DEL replays it)
 """
+
 import json
 import logging
 import os
@@ -13,12 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from common import netlink, statedir
-from common.errors import CNIError, Code
 from cni_vxlan import device, etcd
 from cni_vxlan.conf import Peer, VxlanConf
 from cni_vxlan.reconcile import reconcile
 from cni_vxlan.store import Lease, LeaseStore
+from common import netlink, statedir
+from common.errors import CNIError, Code
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,14 @@ def applied_peers(conf: VxlanConf) -> list[Peer]:
 
 
 def _save_applied(conf: VxlanConf, peers, revision: int) -> None:
-    write_state(conf, "applied.json", {
-        "revision": revision,
-        "peers": [{"node": p.node, "vtep": str(p.vtep), "subnet": str(p.subnet), "mac": p.mac} for p in peers],
-    })
+    write_state(
+        conf,
+        "applied.json",
+        {
+            "revision": revision,
+            "peers": [{"node": p.node, "vtep": str(p.vtep), "subnet": str(p.subnet), "mac": p.mac} for p in peers],
+        },
+    )
 
 
 def converge(conf: VxlanConf, nl) -> NodeState:
@@ -125,8 +130,14 @@ def converge(conf: VxlanConf, nl) -> NodeState:
 
 def _static_lease(conf: VxlanConf, vtep, underlay_mtu: int) -> Lease:
     own = conf.own_peer()
+    if own is None:  # VxlanConf.load refuses static peers without this node's entry
+        raise CNIError(
+            Code.INVALID_CONFIG, f"static peers have no entry for this node ({conf.node_name!r})", "add {node, vtep, subnet} for it, or set nodeName"
+        )
     if own.vtep != vtep:
-        raise CNIError(Code.INVALID_CONFIG, f"static peer {own.node} says vtep {own.vtep}, but this node's VTEP is {vtep}", "fix peers[] or set vtepAddress")
+        raise CNIError(
+            Code.INVALID_CONFIG, f"static peer {own.node} says vtep {own.vtep}, but this node's VTEP is {vtep}", "fix peers[] or set vtepAddress"
+        )
     return Lease(own, underlay_mtu)
 
 

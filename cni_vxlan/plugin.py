@@ -6,19 +6,20 @@ delegate config first.  DEL replays the saved config and never needs etcd.
 The same executable also runs the operator commands (`vxlan sync`,
 `vxlan node-remove`, `vxlan show`) when called with arguments.
 """
+
 import copy
 import logging
 import os
 import sys
 from dataclasses import replace
 
+from cni_vxlan import device, node
+from cni_vxlan.conf import DEFAULT_DATA_DIR, VxlanConf
+from cni_vxlan.reconcile import plan, programmed
 from common import invoke, netlink, records, skel
 from common.config import valid_attachments
 from common.errors import CNIError, Code
 from common.types import Interface, Result
-from cni_vxlan import device, node
-from cni_vxlan.conf import DEFAULT_DATA_DIR, VxlanConf
-from cni_vxlan.reconcile import plan, programmed
 
 log = logging.getLogger(__name__)
 PASSED_THROUGH = ("runtimeConfig", "args", "prevResult", "capabilities", "dns", "cni.dev/valid-attachments", "cni.dev/attachments")
@@ -26,7 +27,7 @@ PASSED_THROUGH = ("runtimeConfig", "args", "prevResult", "capabilities", "dns", 
 
 def delegate_config(conf: VxlanConf, lease, mtu: int, request: dict) -> dict:
     """The bridge config for this node's subnet; user `delegate` and `ipam` keys win where sensible."""
-    ipam = {"type": "host-local", "routes": [{"dst": str(conf.network)}]}
+    ipam: dict = {"type": "host-local", "routes": [{"dst": str(conf.network)}]}
     ipam.update(conf.ipam)
     ipam["ranges"] = [[{"subnet": str(lease.peer.subnet)}]]  # always this node's lease
     out = {
@@ -57,8 +58,11 @@ def add(args: skel.CmdArgs) -> Result:
     with _saved_configs(conf.data_dir, conf.name).locked(args.container_id, args.ifname, create=True) as entry:
         if _saved(entry.read()) is not None:
             # a second ADD would overwrite the saved config and, failing, take the live attachment's records with it
-            raise CNIError(Code.DUPLICATE_ALLOCATION, f"{args.container_id}/{args.ifname} is already attached to network {conf.name}",
-                           "DEL it before adding it again")
+            raise CNIError(
+                Code.DUPLICATE_ALLOCATION,
+                f"{args.container_id}/{args.ifname} is already attached to network {conf.name}",
+                "DEL it before adding it again",
+            )
         with netlink.host() as nl:
             state = node.converge(conf, nl)
             mtu = state.device.mtu
@@ -128,7 +132,9 @@ def _with_prev(delegate: dict, request: dict, device_name: str) -> dict:
     """The delegate's prevResult is its own result: ours without the VXLAN device we appended."""
     prev = request.get("prevResult")
     if type(prev) is dict and type(prev.get("interfaces")) is list:
-        prev = dict(prev, interfaces=[i for i in prev["interfaces"] if not (type(i) is dict and i.get("name") == device_name and not i.get("sandbox"))])
+        prev = dict(
+            prev, interfaces=[i for i in prev["interfaces"] if not (type(i) is dict and i.get("name") == device_name and not i.get("sandbox"))]
+        )
     if prev is not None:
         delegate = dict(delegate, prevResult=prev)
     return delegate
@@ -139,7 +145,8 @@ def delete(args: skel.CmdArgs) -> None:
         data_dir = VxlanConf.load(args.config).data_dir
     except CNIError:
         # a config that broke since ADD: the saved delegate config is all DEL needs
-        data_dir = args.config.get("dataDir") if type(args.config.get("dataDir")) is str else DEFAULT_DATA_DIR
+        configured = args.config.get("dataDir")
+        data_dir = configured if type(configured) is str else DEFAULT_DATA_DIR
     with _saved_configs(data_dir, args.config["name"]).locked(args.container_id, args.ifname, create=False) as entry:
         saved = _saved(entry.read())
         if saved is None:
@@ -161,6 +168,8 @@ def check(args: skel.CmdArgs) -> None:
         link = netlink.find_link(nl, conf.device)
     if problem:
         raise CNIError(Code.CHECK_MISMATCH, problem)
+    if link is None:  # verify_node found it: gone only if deleted since
+        raise CNIError(Code.CHECK_MISMATCH, f"VXLAN device {conf.device} is missing")
     if delegate.get("mtu", 0) > link.mtu:
         raise CNIError(Code.CHECK_MISMATCH, "the pod MTU exceeds the VXLAN device's", f"{delegate.get('mtu')} > {link.mtu}")
     invoke.delegate("CHECK", delegate.get("type", "bridge"), args, _with_prev(delegate, args.config, device_name))
@@ -176,6 +185,7 @@ def verify_node(conf: VxlanConf, nl, lease) -> str:
     reason = device.incompatibility(link, conf)
     if reason:
         return f"{conf.device} has different settings: {reason}"
+    assert link.vxlan is not None  # incompatibility() found a vxlan device and read its settings
     if link.vxlan["local"] != str(lease.peer.vtep):
         return f"{conf.device} sends from {link.vxlan['local']}, the lease says {lease.peer.vtep}"
     if link.mac != lease.peer.mac:

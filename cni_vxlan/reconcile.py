@@ -9,10 +9,11 @@ to resolve anything (flannel's order).  Whatever is on the device and not
 desired is removed, routes first.  No entry is touched while the peer set is
 unknown (the store unreachable): stale beats missing.
 """
+
 from dataclasses import dataclass, field
 
-from common import netlink
 from cni_vxlan.conf import ROUTE_PROTOCOL, Peer
+from common import netlink
 
 ZERO_MAC = "00:00:00:00:00:00"
 
@@ -60,7 +61,11 @@ def programmed(nl, device: netlink.Link, network):
     """The routes, permanent neighbours and FDB entries on the device that belong to the overlay."""
     routes = [r for r in netlink.list_routes(nl, 4) if (r.oif == device.index or r.proto == ROUTE_PROTOCOL) and r.dst.subnet_of(network)]
     neighbours = [n for n in netlink.list_neighbours(nl, device.index) if n.state & netlink.NUD_PERMANENT and n.dst is not None and n.dst in network]
-    fdb = [f for f in netlink.list_neighbours(nl, device.index, bridge=True) if f.mac != ZERO_MAC and f.dst is not None and f.state & netlink.NUD_PERMANENT]
+    fdb = [
+        f
+        for f in netlink.list_neighbours(nl, device.index, bridge=True)
+        if f.mac != ZERO_MAC and f.dst is not None and f.state & netlink.NUD_PERMANENT
+    ]
     return routes, neighbours, fdb
 
 

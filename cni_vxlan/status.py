@@ -1,8 +1,9 @@
 """What a node's overlay looks like now: lease, device, and per peer whether each entry is programmed."""
-from common import netlink
+
 from cni_vxlan import etcd, node
 from cni_vxlan.conf import VxlanConf
 from cni_vxlan.reconcile import programmed
+from common import netlink
 
 
 def node_report(conf: VxlanConf) -> dict:
@@ -13,7 +14,7 @@ def node_report(conf: VxlanConf) -> dict:
 
         try:
             snap = LeaseStore(conf).snapshot()
-            peers = [l.peer for n, l in sorted(snap.leases.items()) if n != conf.node_name]
+            peers = [other.peer for n, other in sorted(snap.leases.items()) if n != conf.node_name]
             store_state = f"etcd reachable (revision {snap.revision}, {len(snap.leases)} leases)"
         except etcd.EtcdError as err:
             store_state = f"etcd unreachable ({err}): showing the last applied peers"

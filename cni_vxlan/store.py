@@ -10,6 +10,7 @@ A node keeps its subnet across restarts; a changed VTEP address updates the
 record under a guard on its revision.  Keys carry no TTL unless leaseTTL is
 set (then `vxlan sync` keeps the etcd lease alive).
 """
+
 import json
 import logging
 import random
@@ -17,9 +18,9 @@ import time
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from common.errors import CNIError, Code
 from cni_vxlan import etcd
 from cni_vxlan.conf import Peer, VxlanConf, parse_mac, vtep_mac, vtep_problem
+from common.errors import CNIError, Code
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class LeaseStore:
     def __init__(self, conf: VxlanConf, client: etcd.Client | None = None):
         self.conf = conf
         e = conf.etcd
+        if e is None:  # VxlanConf.load sets etcd exactly when peerSource is etcd; callers check that first
+            raise CNIError(Code.INVALID_CONFIG, f"network {conf.name} has no etcd settings", "the lease store serves peerSource etcd only")
         self.client = client or etcd.Client(e.endpoints, e.timeout, e.ca_file, e.cert_file, e.key_file)
         self.base = f"{e.prefix}/{conf.name}/"
 
@@ -107,6 +110,7 @@ class LeaseStore:
                     return updated, snap
                 continue  # changed meanwhile: read again
             subnet = self._choose(snap, preferred)
+            assert self.conf.etcd is not None  # __init__ refused a conf without it
             lease_id = self.client.grant(self.conf.etcd.lease_ttl) if self.conf.etcd.lease_ttl else 0
             lease = Lease(Peer(node, vtep, subnet, vtep_mac(subnet)), underlay_mtu, 0, lease_id)
             skey, nkey = self.subnet_key(subnet), self.node_key(node)
@@ -131,7 +135,11 @@ class LeaseStore:
                 if len(free) >= 100:
                     break
         if not free:
-            raise CNIError(Code.RANGE_EXHAUSTED, f"no free /{self.conf.subnet_len} left in {self.conf.network}", f"{len(taken)} nodes hold leases; retire nodes with `vxlan node-remove`")
+            raise CNIError(
+                Code.RANGE_EXHAUSTED,
+                f"no free /{self.conf.subnet_len} left in {self.conf.network}",
+                f"{len(taken)} nodes hold leases; retire nodes with `vxlan node-remove`",
+            )
         return random.choice(free)
 
     def peers(self, snap: Snapshot, family: int = 0) -> list[Peer]:
@@ -162,8 +170,15 @@ class LeaseStore:
 
 def _encode(lease: Lease) -> bytes:
     p = lease.peer
-    return json.dumps({"node": p.node, "vtep": str(p.vtep), "vtepMAC": p.mac, "underlayMTU": lease.underlay_mtu,
-                       "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+    return json.dumps(
+        {
+            "node": p.node,
+            "vtep": str(p.vtep),
+            "vtepMAC": p.mac,
+            "underlayMTU": lease.underlay_mtu,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    ).encode()
 
 
 def _decode_lease(name: str, kv) -> Lease:

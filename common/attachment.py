@@ -15,6 +15,7 @@ The key escapes both parts, then joins them with ":":
     be decoded from the name: the pair is stored inside the file, and every
     reader compares it (a file naming another pair counts as absent).
 """
+
 try:  # the builtin sha256: hashlib would load OpenSSL's _hashlib, about 5 ms per start
     from _sha256 import sha256  # CPython 3.11; 3.12 renamed it _sha2
 except ImportError:

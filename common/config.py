@@ -6,6 +6,8 @@ are strict ("1500" is not an int, true is not 1).  Obj reproduces that, so a
 config the reference accepts is accepted here, and a mistyped value is a clean
 code-7 error instead of a Python exception.
 """
+
+import builtins
 import json
 import re
 
@@ -75,7 +77,7 @@ class Obj:
     def __init__(self, raw: dict, where: str = ""):
         self.raw = raw
         self.where = where
-        self._folded = None
+        self._folded: dict | None = None
 
     def lookup(self, key: str):
         if key in self.raw:
@@ -88,9 +90,7 @@ class Obj:
         return self.lookup(key) is not None
 
     def bad(self, key: str, want: str, value) -> CNIError:
-        return CNIError(
-            Code.INVALID_CONFIG, f"invalid {self.where}{key}", f"want {want}, got {_jtext(value)}"
-        )
+        return CNIError(Code.INVALID_CONFIG, f"invalid {self.where}{key}", f"want {want}, got {_jtext(value)}")
 
     def str(self, key: str, default=None):
         value = self.lookup(key)
@@ -100,7 +100,7 @@ class Obj:
             raise self.bad(key, "a string", value)
         return value
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, default: bool = False) -> bool:
         value = self.lookup(key)
         if value is None:
             return default
@@ -108,7 +108,7 @@ class Obj:
             raise self.bad(key, "true or false", value)
         return value
 
-    def int(self, key: str, default=None, lo: int | None = None, hi: int | None = None):
+    def int(self, key: builtins.str, default=None, lo: int | None = None, hi: int | None = None):
         value = self.lookup(key)
         if value is None:
             return default
@@ -118,7 +118,7 @@ class Obj:
             raise self.bad(key, f"an integer in {lo}..{hi}", value)
         return value
 
-    def list(self, key: str, default=None):
+    def list(self, key: builtins.str, default=None):
         value = self.lookup(key)
         if value is None:
             return default
@@ -126,7 +126,7 @@ class Obj:
             raise self.bad(key, "a list", value)
         return value
 
-    def obj(self, key: str):
+    def obj(self, key: builtins.str):
         value = self.lookup(key)
         if value is None:
             return None
@@ -134,7 +134,7 @@ class Obj:
             raise self.bad(key, "an object", value)
         return Obj(value, f"{self.where}{key}.")
 
-    def str_list(self, key: str) -> list:
+    def str_list(self, key: builtins.str) -> builtins.list:
         items = self.list(key, [])
         for item in items:
             if type(item) is not str:

@@ -4,6 +4,7 @@ Rule text is built only from validated values (canonical addresses, names
 matching strict patterns, MACs we formatted), and quotes are stripped from
 comments, so nothing a request carries can inject rules.
 """
+
 import json
 import os
 

@@ -7,6 +7,7 @@ CNI_DELEGATE_EXEC=1 to exec them like any other plugin.  An exec'd delegate
 is killed (with its process group) after CNI_DELEGATE_TIMEOUT seconds
 (default 20), and the command fails with code 11.
 """
+
 import json
 import os
 import stat
@@ -16,6 +17,10 @@ from importlib import import_module
 from common.config import load_json
 from common.errors import CNIError, Code
 from common.types import Result
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
+if TYPE_CHECKING:
+    from common.skel import Plugin
 
 IN_PROCESS = {"host-local": "cni_hostlocal_ipam.plugin", "bridge": "cni_bridge.plugin", "vxlan": "cni_vxlan.plugin"}
 DEFAULT_TIMEOUT = 20.0
@@ -40,7 +45,7 @@ def find_in_path(name: str, path: tuple[str, ...]) -> str:
     )
 
 
-def in_process(plugin_type: str, environ) -> object | None:
+def in_process(plugin_type: str, environ) -> "Plugin | None":
     module = IN_PROCESS.get(plugin_type)
     if module is None or environ.get("CNI_DELEGATE_EXEC") == "1":
         return None

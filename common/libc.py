@@ -6,9 +6,9 @@ that bundles ctypes imports it at bootstrap on every run, VERSION included
 prctl(2); this uses the C extension underneath ctypes (_ctypes) directly,
 with the same errno capture as CDLL(None, use_errno=True).
 """
-import os
 
 import _ctypes
+import os
 
 
 class _Int(_ctypes._SimpleCData):  # ctypes.c_int, as ctypes defines it
@@ -30,7 +30,7 @@ def call(name: str, *args: int) -> int:
     func = _funcs.get((name, len(args)))
     if func is None:
         if _handle is None:
-            _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+            _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # None is the main program, as CDLL(None); typeshed wants a path
         func = _Func(_ctypes.dlsym(_handle, name))
         func.argtypes = (_Int,) * len(args)
         _funcs[(name, len(args))] = func

@@ -5,8 +5,9 @@ record lock would not exclude them.  The wait blocks in the kernel (fair
 queueing) under an interval timer; threads other than the main one, where
 signals cannot be used, poll instead.
 """
-import fcntl
+
 import _signal as signal  # signal's enum wrappers cost about 1 ms per start; the same calls, plain ints
+import fcntl
 import time
 
 from common.errors import CNIError, Code

@@ -4,6 +4,7 @@ The runtime copies a plugin's stderr into its own logs, so stderr is the
 default.  CNI_LOG_LEVEL (debug, info, warning, error) and CNI_LOG_FILE
 override the config keys logLevel and logFile.
 """
+
 import logging
 import os
 
@@ -39,8 +40,8 @@ def setup(plugin: str, container: str = "", level=None, path=None, stream=None) 
         problems.append(f"logFile {path!r} is not a path")
         path = None
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler | None = None
     if path:
         try:

@@ -6,6 +6,7 @@ plugin's own namespace, and the init namespace, are refused before any work is
 done: a stale /proc/<pid>/ns/net can point there after PID reuse, and a DEL
 would then delete the node's own interfaces.
 """
+
 import errno
 import fcntl
 import os

@@ -1,4 +1,5 @@
 """Running other programs: bounded in time, in their own process group, never via a shell."""
+
 import os
 import signal
 import subprocess
@@ -27,7 +28,9 @@ def child_env(environ) -> dict:
     return env
 
 
-def run(argv: list[str], input: bytes = b"", timeout: float = 10.0, environ=None, what: str = "", pass_stderr: bool = False) -> tuple[int, bytes, bytes]:
+def run(
+    argv: list[str], input: bytes = b"", timeout: float = 10.0, environ=None, what: str = "", pass_stderr: bool = False
+) -> tuple[int, bytes, bytes]:
     """Run argv to completion; kill its whole process group on timeout or interruption.
 
     pass_stderr: the child writes to our stderr (the spec's rule for delegated plugins).
@@ -38,16 +41,16 @@ def run(argv: list[str], input: bytes = b"", timeout: float = 10.0, environ=None
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if pass_stderr else subprocess.PIPE, env=env, start_new_session=True
         )
     except OSError as err:
-        raise CNIError(Code.INVALID_CONFIG, f"cannot run {what or argv[0]}", err.strerror) from None
+        raise CNIError(Code.INVALID_CONFIG, f"cannot run {what or argv[0]}", err.strerror or "") from None
     try:
-        out, err = proc.communicate(input, timeout=timeout)
+        out, errout = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise CNIError(Code.TRY_AGAIN_LATER, f"{what or argv[0]} timed out", f"killed after {timeout:g}s") from None
     except BaseException:
         _kill_group(proc)
         raise
-    return proc.returncode, out, err or b""
+    return proc.returncode, out, errout or b""
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

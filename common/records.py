@@ -14,6 +14,7 @@ attachments could share.  They are still read: for the pair stored inside,
 or, in documents that store none, for the one pair the name can stand for;
 a name that could stand for several is left to the runtime's own DEL.
 """
+
 import json
 import logging
 import os
@@ -45,6 +46,8 @@ class Entry:
 
     def write(self, doc: dict) -> None:
         doc = dict(doc, container_id=self.pair[0], ifname=self.pair[1])
+        if self.dirfd is None:  # only a DEL holds such an Entry, and DEL never writes
+            raise CNIError(Code.IO_FAILURE, f"recording the attachment in {self.records.path} failed", "no state directory")
         try:
             statedir.write_file(self.dirfd, self.name, json.dumps(doc).encode())
         except OSError as err:
@@ -95,6 +98,11 @@ class Records:
         while True:
             created = statedir.missing_dirs(self.path)
             dirfd = self._open_to_lock(create)
+            if dirfd is None and create:
+                # made, then removed by another call's clean-up before we opened it: make it again
+                if time.monotonic() > deadline:
+                    raise statedir.DirectoryGone(what)
+                continue
             if dirfd is None:
                 yield Entry(self, None, container_id, ifname)
                 return
@@ -156,7 +164,7 @@ class Records:
             return None  # damaged: treated as absent; DEL still cleans by identity
         if type(doc) is not dict:
             return None
-        stored = (doc.get(PAIR[0]), doc.get(PAIR[1]))
+        stored: tuple[object, object] | None = (doc.get(PAIR[0]), doc.get(PAIR[1]))
         if stored == (None, None):
             stored = _only_pair(name)  # an earlier version's document, without its pair
         if stored is None or (pair is not None and stored != pair) or not all(type(v) is str for v in stored):

@@ -7,14 +7,20 @@ DEL, CHECK, GC or STATUS).  It never raises: a CNIError becomes the error
 structure with its code, anything else becomes 999 with the traceback on
 stderr only.
 """
+
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from common.config import MAX_STDIN, check_name, dumps, load_json, parse_cni_args
 from common.errors import CNIError, Code, from_os_error
 from common.version import COMMAND_MIN_VERSION, LATEST, SUPPORTED_VERSIONS, parse_version
+
+if TYPE_CHECKING:  # for annotations only: skel must not import these at start (docs/performance.md)
+    from common.netns import NetNS
+    from common.types import Result
 
 COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 # env vars each command requires, in the order the reference reports them
@@ -35,7 +41,7 @@ class CmdArgs:
 
     command: str
     container_id: str
-    netns: "object | None"  # common.netns.NetNS, opened and validated; None when absent or gone
+    netns: "NetNS | None"  # opened and validated; None when absent or gone
     netns_path: str
     ifname: str
     args: Mapping[str, str]  # CNI_ARGS
@@ -51,7 +57,7 @@ class Plugin:
     """A plugin's name and its command handlers."""
 
     name: str
-    add: Callable[[CmdArgs], object]
+    add: "Callable[[CmdArgs], Result]"
     delete: Callable[[CmdArgs], None]
     check: Callable[[CmdArgs], None]
     gc: Callable[[CmdArgs], None]
@@ -79,7 +85,7 @@ def ifname_problem(name: str) -> str | None:
         # the kernel's per-interface sysctl directories already use these names
         return f"{name!r} is reserved by the kernel (/proc/sys/net/*/conf/{name})"
     for ch in name:
-        if ch in "/:%\"\\" or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
+        if ch in '/:%"\\' or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
             # '%' is a kernel name template (eth%d would create eth0, eth1...);
             # quotes and backslashes could escape a firewall rule's quoting
             return f"contains {ch!r}"
@@ -113,7 +119,7 @@ class _Invocation:
         self.environ = environ
         self.stdin = stdin
         self.cni_version = LATEST  # what error output says until the config is read
-        self.netns = None
+        self.netns: NetNS | None = None
 
     def parse(self, command: str) -> CmdArgs:
         env = self.environ
@@ -231,16 +237,16 @@ def run(plugin: Plugin, environ=None, stdin=None, stdout=None, stderr=None) -> i
     except CNIError as err:
         return _fail(stdout, err.to_wire(inv.cni_version))
     except Interrupted:
-        err = CNIError(Code.TRY_AGAIN_LATER, "interrupted by a signal", "the operation was rolled back")
-        return _fail(stdout, err.to_wire(inv.cni_version))
+        interrupted = CNIError(Code.TRY_AGAIN_LATER, "interrupted by a signal", "the operation was rolled back")
+        return _fail(stdout, interrupted.to_wire(inv.cni_version))
     except OSError as err:  # the kernel or the OS refused something no layer below mapped
         return _fail(stdout, from_os_error(err).to_wire(inv.cni_version))
     except Exception as exc:  # the one boundary where unknown failures become 999
         import traceback
 
         traceback.print_exc(file=stderr)
-        err = CNIError(Code.INTERNAL, f"internal error: {type(exc).__name__}", str(exc)[:500])
-        return _fail(stdout, err.to_wire(inv.cni_version))
+        internal = CNIError(Code.INTERNAL, f"internal error: {type(exc).__name__}", str(exc)[:500])
+        return _fail(stdout, internal.to_wire(inv.cni_version))
     finally:
         if inv.netns is not None:
             inv.netns.close()
@@ -253,10 +259,13 @@ def _dispatch(plugin: Plugin, inv: _Invocation, command: str, stdout, stderr) ->
 
     args = inv.parse(command)
     log.setup(plugin.name, args.container_id, args.config.get("logLevel"), args.config.get("logFile"), stderr)
-    handlers = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}
+    handlers = {"DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = handlers[command](args)
+        if command == "ADD":
+            result = plugin.add(args)
+        else:
+            handlers[command](args)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -8,6 +8,7 @@ world-writable), and every later file operation goes through that fd.
 Directories we create are 0700, files 0600, and a file is published
 complete (write, then rename) or not at all.
 """
+
 import contextlib
 import errno
 import os
@@ -23,8 +24,8 @@ FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
 def io_error(what: str, err: OSError) -> CNIError:
     if err.errno in (errno.ENOTDIR, errno.ELOOP):  # O_NOFOLLOW met a symlink, or a file sits where a directory should
-        return CNIError(Code.UNSAFE_STATE_DIR, f"unsafe state directory: {what}", err.strerror)
-    return CNIError(Code.IO_FAILURE, f"{what} failed", err.strerror)
+        return CNIError(Code.UNSAFE_STATE_DIR, f"unsafe state directory: {what}", err.strerror or "")
+    return CNIError(Code.IO_FAILURE, f"{what} failed", err.strerror or "")
 
 
 def boot_id() -> str:
@@ -134,7 +135,7 @@ def write_file(dirfd: int, name: str, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)

@@ -10,8 +10,19 @@ Conversions follow the reference library (containernetworking/cni types 020,
 040 and 100), including its quirks: an empty dns is printed as {} before 1.0.0
 and omitted after; 1.1.0-only fields survive a 1.0.0 result.
 """
+
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 
 from common.errors import CNIError, Code
 
@@ -35,8 +46,8 @@ class Interface:
 class IPConfig:
     """An address in a result (ips[]), with its gateway and interface index."""
 
-    address: object  # IPv4Interface | IPv6Interface
-    gateway: object = None  # IPv4Address | IPv6Address | None
+    address: IPv4Interface | IPv6Interface
+    gateway: IPv4Address | IPv6Address | None = None
     interface: int | None = None
 
     @property
@@ -48,8 +59,8 @@ class IPConfig:
 class Route:
     """A route in a result (routes[])."""
 
-    dst: object  # IPv4Network | IPv6Network
-    gw: object = None
+    dst: IPv4Network | IPv6Network
+    gw: IPv4Address | IPv6Address | None = None
     mtu: int = 0
     advmss: int = 0
     priority: int = 0
@@ -120,7 +131,7 @@ class Result:
 
 
 def _iface_wire(i: Interface, version: str) -> dict:
-    out = {"name": i.name}
+    out: dict = {"name": i.name}
     if i.mac:
         out["mac"] = i.mac
     if i.mtu and version not in WITH_IP_VERSION:
@@ -185,7 +196,7 @@ def _to_legacy(result: Result, version: str) -> dict:
     return out
 
 
-def parse_ip(text) -> object:
+def parse_ip(text) -> IPv4Address | IPv6Address:
     """An address as Go's net.ParseIP would take it; v4-mapped v6 becomes v4."""
     if type(text) is not str or "%" in text:
         raise ValueError(f"invalid IP address {text!r}")
@@ -204,13 +215,13 @@ def _check_cidr_text(text, what: str) -> None:
         raise ValueError(f"invalid {what} {text!r}")
 
 
-def parse_cidr(text) -> object:
+def parse_cidr(text) -> IPv4Interface | IPv6Interface:
     """A host address with prefix length ("10.1.2.3/24") as an IPv4/6Interface."""
     _check_cidr_text(text, "CIDR")
     return ip_interface(text)
 
 
-def parse_network(text, strict: bool = False) -> object:
+def parse_network(text, strict: bool = False) -> IPv4Network | IPv6Network:
     _check_cidr_text(text, "network")
     return ip_network(text, strict=strict)
 
@@ -262,15 +273,16 @@ def _from_wire(data, fallback_version: str) -> Result:
         raise ValueError("a result must be a JSON object")
     version = data.get("cniVersion") or fallback_version
     if version in LEGACY or "ip4" in data or "ip6" in data:
-        ips, routes = [], []
+        legacy_ips: list[IPConfig] = []
+        legacy_routes: list[Route] = []
         for key in ("ip4", "ip6"):
             entry = data.get(key)
             if not entry:
                 continue
             gw = entry.get("gateway")
-            ips.append(IPConfig(parse_cidr(entry["ip"]), parse_ip(gw) if gw else None))
-            routes.extend(_route_from(r) for r in entry.get("routes") or [])
-        return Result(ips=tuple(ips), routes=tuple(routes), dns=_dns_from(data.get("dns")))
+            legacy_ips.append(IPConfig(parse_cidr(entry["ip"]), parse_ip(gw) if gw else None))
+            legacy_routes.extend(_route_from(r) for r in entry.get("routes") or [])
+        return Result(ips=tuple(legacy_ips), routes=tuple(legacy_routes), dns=_dns_from(data.get("dns")))
     interfaces = []
     for i in data.get("interfaces") or []:
         name = i["name"]
@@ -297,7 +309,7 @@ def _from_wire(data, fallback_version: str) -> Result:
     return Result(tuple(interfaces), tuple(ips), routes, _dns_from(data.get("dns")))
 
 
-def default_route(version: int):
+def default_route(version: int) -> IPv4Network | IPv6Network:
     return ip_network("0.0.0.0/0") if version == 4 else ip_network("::/0")
 
 

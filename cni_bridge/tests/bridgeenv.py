@@ -5,6 +5,7 @@ iptables-save inside the test's own namespaces, and the rule identities are
 computed here from the documented formats rather than imported from the
 plugin, so a change of format is caught.
 """
+
 import copy
 import hashlib
 import json
@@ -47,12 +48,24 @@ class Bench:
     def container(self) -> Netns:
         return self._make("c")
 
-    def run(self, command: str, conf, container: Netns | None = None, cid: str = "c1", *, netns: str | None = None,
-            ifname: str = IFNAME, path: str = "", env: dict | None = None, args: str = "") -> Outcome:
+    def run(
+        self,
+        command: str,
+        conf,
+        container: Netns | None = None,
+        cid: str = "c1",
+        *,
+        netns: str | None = None,
+        ifname: str = IFNAME,
+        path: str = "",
+        env: dict | None = None,
+        args: str = "",
+    ) -> Outcome:
         if netns is None:
             netns = container.path if container is not None else ""
-        return run_plugin(self.bridge, command, conf, node=self.node, netns=netns, ifname=ifname, container_id=cid,
-                          path=path or self.bin_dir, env=env, args=args)
+        return run_plugin(
+            self.bridge, command, conf, node=self.node, netns=netns, ifname=ifname, container_id=cid, path=path or self.bin_dir, env=env, args=args
+        )
 
     def add(self, conf, container: Netns, cid: str = "c1", **kw) -> dict:
         out = self.run("ADD", conf, container, cid, **kw)
@@ -77,7 +90,7 @@ def difference(before, after, path: str = "") -> str:
             if before.get(key) != after.get(key):
                 return difference(before.get(key), after.get(key), f"{path}.{key}")
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        for i, (x, y) in enumerate(zip(before, after)):
+        for i, (x, y) in enumerate(zip(before, after, strict=True)):
             if x != y:
                 return difference(x, y, f"{path}[{i}]")
     return f"{path}: before {before!r}\n  after {after!r}"
@@ -99,8 +112,13 @@ def veths(ns: Netns) -> list[str]:
 
 
 def addresses(ns: Netns, ifname: str = IFNAME) -> list[str]:
-    return sorted(f"{i['local']}/{i['prefixlen']}" for a in ns.ipj("addr", "show") if a["ifname"] == ifname
-                  for i in a.get("addr_info", []) if i.get("scope") == "global")
+    return sorted(
+        f"{i['local']}/{i['prefixlen']}"
+        for a in ns.ipj("addr", "show")
+        if a["ifname"] == ifname
+        for i in a.get("addr_info", [])
+        if i.get("scope") == "global"
+    )
 
 
 def sysctl(ns: Netns, key: str) -> str:
@@ -226,10 +244,18 @@ def start_plugin(bench: Bench, command: str, conf: dict, container: Netns, cid: 
     """The plugin as a child we can signal (`ip netns exec` and the wrapper both exec, keeping the PID)."""
     import tempfile
 
-    full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-                "CNI_NETNS": container.path, "CNI_IFNAME": IFNAME, "CNI_PATH": path, **(env or {})}
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": container.path,
+        "CNI_IFNAME": IFNAME,
+        "CNI_PATH": path,
+        **(env or {}),
+    }
     with tempfile.TemporaryFile() as stdin:  # a file, not a pipe: communicate() then only reads
         stdin.write(json.dumps(conf).encode())
         stdin.seek(0)
-        return subprocess.Popen(["ip", "netns", "exec", bench.node.name, bench.bridge], stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=full_env)
+        return subprocess.Popen(
+            ["ip", "netns", "exec", bench.node.name, bench.bridge], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env
+        )

@@ -1,4 +1,5 @@
 """Fixtures of the bridge's namespace tests."""
+
 import pytest
 
 from cni_bridge.tests.bridgeenv import Bench

@@ -4,6 +4,7 @@ Each case gets its code, and the node, the pod and every file under the
 test's directory are byte-for-byte what they were (the reference creates the
 bridge first and validates later, so a bad config leaves a bridge behind).
 """
+
 import pytest
 
 from cni_bridge.tests.bridgeenv import config, difference, links

@@ -2,15 +2,16 @@
 
 The kernel-side refusals (nothing touched on the node) are in test_bad_config.py.
 """
+
 import dataclasses
 
 import pytest
 
+from cni_bridge import conf as bridge_conf
+from cni_bridge.conf import BridgeConf
 from common import skel
 from common.errors import CNIError, Code
 from common.types import DNS
-from cni_bridge import conf as bridge_conf
-from cni_bridge.conf import BridgeConf
 
 pytestmark = pytest.mark.unit
 
@@ -20,8 +21,19 @@ IPAM = {"type": "host-local", "subnet": "10.22.0.0/24"}
 
 def cmd_args(config: dict, cni_args: dict | None = None) -> skel.CmdArgs:
     """A CmdArgs as skel builds it for an ADD (no namespace: load never looks at it)."""
-    return skel.CmdArgs(command="ADD", container_id="c1", netns=None, netns_path="", ifname="eth0", args=dict(cni_args or {}),
-                        path=("/opt/cni/bin",), stdin=b"", config=config, cni_version=config["cniVersion"], environ={})
+    return skel.CmdArgs(
+        command="ADD",
+        container_id="c1",
+        netns=None,
+        netns_path="",
+        ifname="eth0",
+        args=dict(cni_args or {}),
+        path=("/opt/cni/bin",),
+        stdin=b"",
+        config=config,
+        cni_version=config["cniVersion"],
+        environ={},
+    )
 
 
 def load(cni_args: dict | None = None, **keys) -> BridgeConf:
@@ -102,8 +114,11 @@ GOOD = {
     "bridge with a dot, dash and underscore": ({"bridge": "br.v_1-x"}, None, {"bridge": "br.v_1-x"}),
     "isGateway": ({"isGateway": True}, None, {"is_gateway": True}),
     "isDefaultGateway implies isGateway": ({"isDefaultGateway": True}, None, {"is_gateway": True, "is_default_gateway": True}),
-    "isDefaultGateway overrides isGateway false": ({"isGateway": False, "isDefaultGateway": True}, None,
-                                                   {"is_gateway": True, "is_default_gateway": True}),
+    "isDefaultGateway overrides isGateway false": (
+        {"isGateway": False, "isDefaultGateway": True},
+        None,
+        {"is_gateway": True, "is_default_gateway": True},
+    ),
     "forceAddress": ({"forceAddress": True}, None, {"force_address": True}),
     "ipMasq": ({"ipMasq": True}, None, {"ip_masq": True}),
     "mtu 0 is the kernel's default": ({"mtu": 0}, None, {}),
@@ -118,8 +133,11 @@ GOOD = {
     "vlan 0 is none": ({"vlan": 0}, None, {}),
     "vlanTrunk ids": ({"vlanTrunk": [{"id": 10}, {"id": 4094}, {"id": 1}]}, None, {"vlan_trunk": (1, 10, 4094)}),
     "vlanTrunk range": ({"vlanTrunk": [{"minID": 100, "maxID": 103}]}, None, {"vlan_trunk": (100, 101, 102, 103)}),
-    "vlanTrunk overlapping ids and ranges": ({"vlanTrunk": [{"minID": 5, "maxID": 7}, {"id": 6}, {"minID": 6, "maxID": 8}]}, None,
-                                             {"vlan_trunk": (5, 6, 7, 8)}),
+    "vlanTrunk overlapping ids and ranges": (
+        {"vlanTrunk": [{"minID": 5, "maxID": 7}, {"id": 6}, {"minID": 6, "maxID": 8}]},
+        None,
+        {"vlan_trunk": (5, 6, 7, 8)},
+    ),
     "vlanTrunk item with a range and an id": ({"vlanTrunk": [{"minID": 2, "maxID": 3, "id": 9}]}, None, {"vlan_trunk": (2, 3, 9)}),
     "vlanTrunk empty": ({"vlanTrunk": []}, None, {"vlan_trunk": ()}),
     "vlanTrunk empty item (Go ignores it too)": ({"vlanTrunk": [{}]}, None, {"vlan_trunk": ()}),
@@ -127,14 +145,16 @@ GOOD = {
     "enabledad": ({"enabledad": True}, None, {"enable_dad": True}),
     "macspoofchk": ({"macspoofchk": True}, None, {"mac_spoof_check": True}),
     "disableContainerInterface (layer 2)": ({"disableContainerInterface": True}, None, {"disable_container_interface": True}),
-    "disableContainerInterface with an empty ipam": ({"disableContainerInterface": True, "ipam": {}}, None,
-                                                     {"disable_container_interface": True}),
+    "disableContainerInterface with an empty ipam": ({"disableContainerInterface": True, "ipam": {}}, None, {"disable_container_interface": True}),
     "portIsolation": ({"portIsolation": True}, None, {"port_isolation": True}),
     "ipam": ({"ipam": IPAM}, None, {"ipam_type": "host-local"}),
     "ipam of another plugin": ({"ipam": {"type": "dhcp"}}, None, {"ipam_type": "dhcp"}),
     "ipam {} is layer 2": ({"ipam": {}}, None, {}),
-    "dns": ({"dns": {"nameservers": ["192.0.2.53", "2001:db8::53"], "domain": "example.test", "search": ["a.test"], "options": ["ndots:2"]}},
-            None, {"dns": DNS(("192.0.2.53", "2001:db8::53"), "example.test", ("a.test",), ("ndots:2",))}),
+    "dns": (
+        {"dns": {"nameservers": ["192.0.2.53", "2001:db8::53"], "domain": "example.test", "search": ["a.test"], "options": ["ndots:2"]}},
+        None,
+        {"dns": DNS(("192.0.2.53", "2001:db8::53"), "example.test", ("a.test",), ("ndots:2",))},
+    ),
     "dns domain only": ({"dns": {"domain": "example.test"}}, None, {"dns": DNS((), "example.test", (), ())}),
     "dns {} is none": ({"dns": {}}, None, {}),
     "dns with empty lists is none": ({"dns": {"nameservers": [], "search": []}}, None, {}),
@@ -144,28 +164,45 @@ GOOD = {
     "args.cni.mac": ({"args": {"cni": {"mac": "02:00:00:00:00:0b"}}}, None, {"mac": "02:00:00:00:00:0b"}),
     "CNI_ARGS MAC": ({}, {"MAC": "02:00:00:00:00:0c"}, {"mac": "02:00:00:00:00:0c"}),
     "runtimeConfig.mac wins over args.cni.mac and CNI_ARGS": (
-        {"runtimeConfig": {"mac": "02:00:00:00:00:0a"}, "args": {"cni": {"mac": "02:00:00:00:00:0b"}}}, {"MAC": "02:00:00:00:00:0c"},
-        {"mac": "02:00:00:00:00:0a"}),
+        {"runtimeConfig": {"mac": "02:00:00:00:00:0a"}, "args": {"cni": {"mac": "02:00:00:00:00:0b"}}},
+        {"MAC": "02:00:00:00:00:0c"},
+        {"mac": "02:00:00:00:00:0a"},
+    ),
     "args.cni.mac wins over CNI_ARGS": ({"args": {"cni": {"mac": "02:00:00:00:00:0b"}}}, {"MAC": "02:00:00:00:00:0c"}, {"mac": "02:00:00:00:00:0b"}),
-    "only the winning MAC source is parsed": ({"runtimeConfig": {"mac": "02:00:00:00:00:0a"}, "args": {"cni": {"mac": "not-a-mac"}}},
-                                              {"MAC": "01:00:5e:00:00:01"}, {"mac": "02:00:00:00:00:0a"}),
+    "only the winning MAC source is parsed": (
+        {"runtimeConfig": {"mac": "02:00:00:00:00:0a"}, "args": {"cni": {"mac": "not-a-mac"}}},
+        {"MAC": "01:00:5e:00:00:01"},
+        {"mac": "02:00:00:00:00:0a"},
+    ),
     "an empty runtimeConfig.mac falls through": ({"runtimeConfig": {"mac": ""}}, {"MAC": "02:00:00:00:00:0c"}, {"mac": "02:00:00:00:00:0c"}),
     "MAC with dashes, upper case": ({"runtimeConfig": {"mac": "0A-1B-2C-3D-4E-5F"}}, None, {"mac": "0a:1b:2c:3d:4e:5f"}),
     "MAC in dotted form": ({"runtimeConfig": {"mac": "0a1b.2c3d.4e5f"}}, None, {"mac": "0a:1b:2c:3d:4e:5f"}),
     # twelve bare hex digits: accepted, as Go's net.ParseMAC does since golang/go#66682 (older Go refuses them)
     "MAC without separators": ({"runtimeConfig": {"mac": "0A1B2C3D4E5F"}}, None, {"mac": "0a:1b:2c:3d:4e:5f"}),
     "locally administered unicast MAC": ({"runtimeConfig": {"mac": "fe:ff:ff:ff:ff:ff"}}, None, {"mac": "fe:ff:ff:ff:ff:ff"}),
-    "keys match case-insensitively": ({"MTU": 1300, "IsGateway": True, "BRIDGE": "brcase", "IPMASQ": True}, None,
-                                      {"mtu": 1300, "is_gateway": True, "bridge": "brcase", "ip_masq": True}),
+    "keys match case-insensitively": (
+        {"MTU": 1300, "IsGateway": True, "BRIDGE": "brcase", "IPMASQ": True},
+        None,
+        {"mtu": 1300, "is_gateway": True, "bridge": "brcase", "ip_masq": True},
+    ),
     "an exact key wins over a folded one": ({"mtu": 1400, "MTU": 9000}, None, {"mtu": 1400}),
     "unknown keys are ignored": ({"someOtherPluginsKey": {"x": [1, 2]}, "capabilities": {"mac": True}}, None, {}),
     "CNI_ARGS without MAC": ({}, {"IgnoreUnknown": "1", "K8S_POD_NAME": "p"}, {}),
-    "VLAN gateway name of exactly 15 bytes": ({"bridge": "b" * 10, "vlan": 4094, "isGateway": True, "ipam": IPAM}, None,
-                                              {"bridge": "b" * 10, "vlan": 4094, "is_gateway": True, "ipam_type": "host-local"}),
-    "a long bridge name with a VLAN is fine without a gateway": ({"bridge": "b" * 15, "vlan": 100, "ipam": IPAM}, None,
-                                                                 {"bridge": "b" * 15, "vlan": 100, "ipam_type": "host-local"}),
-    "a long bridge name with a VLAN gateway is fine at layer 2": ({"bridge": "b" * 15, "vlan": 100, "isGateway": True}, None,
-                                                                  {"bridge": "b" * 15, "vlan": 100, "is_gateway": True}),
+    "VLAN gateway name of exactly 15 bytes": (
+        {"bridge": "b" * 10, "vlan": 4094, "isGateway": True, "ipam": IPAM},
+        None,
+        {"bridge": "b" * 10, "vlan": 4094, "is_gateway": True, "ipam_type": "host-local"},
+    ),
+    "a long bridge name with a VLAN is fine without a gateway": (
+        {"bridge": "b" * 15, "vlan": 100, "ipam": IPAM},
+        None,
+        {"bridge": "b" * 15, "vlan": 100, "ipam_type": "host-local"},
+    ),
+    "a long bridge name with a VLAN gateway is fine at layer 2": (
+        {"bridge": "b" * 15, "vlan": 100, "isGateway": True},
+        None,
+        {"bridge": "b" * 15, "vlan": 100, "is_gateway": True},
+    ),
 }
 
 
@@ -306,8 +343,11 @@ BAD = {
     "hairpinMode with promiscMode": ({"hairpinMode": True, "promiscMode": True}, None, "hairpin mode and promiscuous mode"),
     "ipam with disableContainerInterface": ({"ipam": IPAM, "disableContainerInterface": True}, None, "DisableContainerInterface"),
     "VLAN gateway name of 16 bytes": ({"bridge": "b" * 11, "vlan": 4094, "isGateway": True, "ipam": IPAM}, None, "exceeds 15 bytes"),
-    "VLAN gateway name of 16 bytes via isDefaultGateway": ({"bridge": "b" * 13, "vlan": 10, "isDefaultGateway": True, "ipam": IPAM}, None,
-                                                           "exceeds 15 bytes"),
+    "VLAN gateway name of 16 bytes via isDefaultGateway": (
+        {"bridge": "b" * 13, "vlan": 10, "isDefaultGateway": True, "ipam": IPAM},
+        None,
+        "exceeds 15 bytes",
+    ),
     "unknown ipMasqBackend": ({"ipMasqBackend": "pf"}, None, "unknown ipmasq backend"),
     "ipMasqBackend in capitals": ({"ipMasqBackend": "NFTABLES"}, None, "unknown ipmasq backend"),
 }

@@ -8,6 +8,7 @@ normalising what is random by design (veth names, kernel-chosen MACs).
 Deliberate differences (README, "Deliberate differences") are not compared:
 the bridge's MAC is set explicitly at creation in ours.
 """
+
 import copy
 import json
 import os
@@ -47,8 +48,11 @@ SCENARIOS = {
     "ipMasq (iptables)": base(isGateway=True, ipMasq=True, ipMasqBackend="iptables", ipam=hl("10.90.7.0/24", "2001:db8:92::/64")),
     "IPAM routes and gateway": base(
         isDefaultGateway=True,
-        ipam={"type": "host-local", "ranges": [[{"subnet": "10.90.8.0/24", "gateway": "10.90.8.254"}]],
-              "routes": [{"dst": "0.0.0.0/0", "gw": "10.90.8.254"}, {"dst": "192.0.2.0/24"}]},
+        ipam={
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.90.8.0/24", "gateway": "10.90.8.254"}]],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.90.8.254"}, {"dst": "192.0.2.0/24"}],
+        },
     ),
     "enabledad, v6": base(isDefaultGateway=True, enabledad=True, ipam=hl("2001:db8:93::/64")),
     "macspoofchk": base(isGateway=True, macspoofchk=True, ipam=hl("10.90.9.0/24")),
@@ -113,8 +117,8 @@ def observe(node: Netns, containers: list[Netns]) -> dict:
 def host_veth(node: Netns, container: Netns) -> str:
     """The node-side peer of the container's eth0 (legacy results do not name it)."""
     links = container.ipj("link", "show")
-    peer = next((l.get("link_index") for l in links if l["ifname"] == "eth0"), None)
-    return next((l["ifname"] for l in node.ipj("link", "show") if peer and l["ifindex"] == peer), "")
+    peer = next((link.get("link_index") for link in links if link["ifname"] == "eth0"), None)
+    return next((link["ifname"] for link in node.ipj("link", "show") if peer and link["ifindex"] == peer), "")
 
 
 def run(binary_dir: str, config: dict, tmp: str) -> list:
@@ -134,7 +138,7 @@ def run(binary_dir: str, config: dict, tmp: str) -> list:
         text = json.dumps(seen)
         for ns, alias in ((c1, "C1"), (c2, "C2"), (node, "NODE")):
             text = text.replace(ns.name, alias)
-        for veth, alias in zip(veths, ("VETH-C1", "VETH-C2")):
+        for veth, alias in zip(veths, ("VETH-C1", "VETH-C2"), strict=True):
             if veth:  # name each host veth after the container it serves
                 text = text.replace(veth, alias)
         return normalize(json.loads(text))
@@ -148,7 +152,7 @@ def first_difference(a, b, path="") -> str:
             if a.get(key) != b.get(key):
                 return first_difference(a.get(key), b.get(key), f"{path}.{key}")
     if isinstance(a, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             if x != y:
                 return first_difference(x, y, f"{path}[{i}]")
     return f"{path}: ref {a!r}\n  ours {b!r}"
@@ -160,7 +164,7 @@ KEEP_ADDR = "ipv6/conf/eth0/keep_addr_on_down"
 def documented_differences(ref: list, ours: list) -> None:
     """Upstream sets keep_addr_on_down=1 with IPv6 (Debian's 1.1.1 predates it): ours follows upstream."""
     for i in (2, 4):
-        for ref_c, our_c in zip(ref[i]["containers"], ours[i]["containers"]):
+        for ref_c, our_c in zip(ref[i]["containers"], ours[i]["containers"], strict=False):
             ref_v, our_v = ref_c["sysctls"].pop(KEEP_ADDR, None), our_c["sysctls"].pop(KEEP_ADDR, None)
             has_v6 = any(":" in a[1] for a in our_c["addresses"] if a[0] == "eth0")
             assert our_v == ("1" if has_v6 else ref_v), (our_v, ref_v)

@@ -5,12 +5,23 @@ portIsolation, disableContainerInterface, the nftables masquerade layout
 MAC that does not follow its ports, and accept_ra=0 where router
 advertisements could reach the node (CVE-2020-10749).
 """
+
 import json
 
 import pytest
 
 from cni_bridge.tests.bridgeenv import (
-    IFNAME, config, hash16, links, nft_comment, ping, records, settle, sysctl, veths, wait_carrier,
+    IFNAME,
+    config,
+    hash16,
+    links,
+    nft_comment,
+    ping,
+    records,
+    settle,
+    sysctl,
+    veths,
+    wait_carrier,
 )
 
 pytestmark = pytest.mark.root
@@ -40,7 +51,7 @@ def test_port_isolation_sets_the_flag_and_separates_pods(isolated, bench, tmp_pa
     results = [bench.add(conf, pod, f"c{i}") for i, pod in enumerate(pods)]
     for result in results:
         assert port_flag(host_veth(bench, result), "isolated") is isolated
-    for i, (pod, result) in enumerate(zip(pods, results)):
+    for i, (pod, result) in enumerate(zip(pods, results, strict=True)):
         assert bench.run("CHECK", {**conf, "prevResult": result}, pod, f"c{i}").ok
     # isolated ports reach the bridge (the gateway) but not each other
     ping(pods[0], "10.96.0.1")
@@ -120,8 +131,24 @@ def test_masquerade_rules_of_another_implementation_are_removed_by_del(bench, tm
     pod = bench.container()
     bench.add(conf, pod, "c1")
     comment = nft_comment(NET, "c1")
-    bench.node.exec("nft", "add", "rule", "inet", "cni_plugins_masquerade", "masq_checks", "ip", "saddr", "10.96.0.250",
-                    "ip", "daddr", "!=", "10.96.0.0/24", "masquerade", "comment", f'"{comment}"')
+    bench.node.exec(
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "cni_plugins_masquerade",
+        "masq_checks",
+        "ip",
+        "saddr",
+        "10.96.0.250",
+        "ip",
+        "daddr",
+        "!=",
+        "10.96.0.0/24",
+        "masquerade",
+        "comment",
+        f'"{comment}"',
+    )
     assert bench.run("DEL", conf, pod, "c1").ok
     assert comment not in bench.node.exec("nft", "list", "ruleset")
 

@@ -6,10 +6,22 @@ a host veth still alive, and (through host-local's GC) the addresses.  The
 listed ones are not touched.  STATUS asks host-local whether an address can
 still be allocated.
 """
+
 import pytest
 
 from cni_bridge.tests.bridgeenv import (
-    IFNAME, allocations, any_masquerade, config, links, masq_rules, nft_ruleset, ping, records, settle, veths, with_prev,
+    IFNAME,
+    allocations,
+    any_masquerade,
+    config,
+    links,
+    masq_rules,
+    nft_ruleset,
+    ping,
+    records,
+    settle,
+    veths,
+    with_prev,
 )
 from conformance.netenv import run_plugin
 

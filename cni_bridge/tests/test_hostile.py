@@ -5,6 +5,7 @@ Each runs on a fresh node, so the bridge itself is something a refused ADD
 could leave behind; the whole node, the pod and the state tree must be
 exactly as they were.
 """
+
 import pytest
 
 from cni_bridge.tests.bridgeenv import IFNAME, allocations, calls, config, difference, fake_ipam, ipt_chain, ipt_nat, links, records, veths

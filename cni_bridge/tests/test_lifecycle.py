@@ -5,12 +5,25 @@ namespace was deleted (the path is gone) and with CNI_NETNS empty.  Both must
 remove that container's masquerade rules and free its addresses, which the
 reference cannot do once the namespace is gone (plugins#810).
 """
+
 import os
 
 import pytest
 
 from cni_bridge.tests.bridgeenv import (
-    IFNAME, addresses, allocations, any_masquerade, config, ipt_chain, ipt_nat, links, masq_rules, ping, records, settle, veths,
+    IFNAME,
+    addresses,
+    allocations,
+    any_masquerade,
+    config,
+    ipt_chain,
+    ipt_nat,
+    links,
+    masq_rules,
+    ping,
+    records,
+    settle,
+    veths,
     with_prev,
 )
 from conformance.netenv import run_plugin
@@ -21,8 +34,9 @@ BACKENDS = {"nftables (default)": {}, "iptables": {"ipMasqBackend": "iptables"}}
 
 
 def dual_stack(tmp_path, backend: dict) -> dict:
-    return config(tmp_path, name="life", bridge="cnitlife0", subnets=("10.91.0.0/24", "2001:db8:91::/64"),
-                  isDefaultGateway=True, ipMasq=True, **backend)
+    return config(
+        tmp_path, name="life", bridge="cnitlife0", subnets=("10.91.0.0/24", "2001:db8:91::/64"), isDefaultGateway=True, ipMasq=True, **backend
+    )
 
 
 def spoofcheck_rules(node, cid: str) -> list[str]:
@@ -224,7 +238,7 @@ def test_an_add_after_a_lost_attachment_keeps_the_address_until_del(bench, tmp_p
     ID is refused by the IPAM (102) and must not release the address on rollback; DEL then ADD works."""
     conf = dual_stack(tmp_path, {})
     pod = bench.container()
-    first = bench.add(conf, pod, "c1")
+    bench.add(conf, pod, "c1")
     held = allocations(conf)
     pod.close()  # the veth pair dies with the namespace
     retry = bench.container()

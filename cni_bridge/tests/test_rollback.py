@@ -7,6 +7,7 @@ attached first, so the shared objects a first ADD creates and never undoes
 (the bridge, its gateway address, forwarding, the firewall tables) already
 exist, and the failed ADD must leave the node byte-for-byte unchanged.
 """
+
 import copy
 import os
 import signal
@@ -15,8 +16,22 @@ import time
 import pytest
 
 from cni_bridge.tests.bridgeenv import (
-    IFNAME, alive, allocations, calls, config, difference, fake_ipam, ipt_chain, ipt_nat, links, masq_rules, nft_ruleset, records,
-    start_plugin, veths, wait_carrier,
+    IFNAME,
+    alive,
+    allocations,
+    calls,
+    config,
+    difference,
+    fake_ipam,
+    ipt_chain,
+    ipt_nat,
+    links,
+    masq_rules,
+    nft_ruleset,
+    records,
+    start_plugin,
+    veths,
+    wait_carrier,
 )
 from conformance.netenv import Outcome
 
@@ -79,7 +94,9 @@ FAKE_RESULTS = {
     "killed by a signal": ("kill -KILL $$", 106),
     "result without IPs": ('echo \'{"cniVersion":"1.1.0","ips":[]}\'', 106),
     "route that cannot be added": (
-        'echo \'{"cniVersion":"1.1.0","ips":[{"address":"%s"}],"routes":[{"dst":"192.0.2.0/24","gw":"203.0.113.1"}]}\'' % ADDRESS, 104),
+        'echo \'{"cniVersion":"1.1.0","ips":[{"address":"' + ADDRESS + '"}],"routes":[{"dst":"192.0.2.0/24","gw":"203.0.113.1"}]}\'',
+        104,
+    ),
 }
 
 

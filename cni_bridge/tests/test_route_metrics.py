@@ -4,6 +4,7 @@ Route fields too wide for their netlink attributes are refused before
 anything stays behind: 7 from host-local's config, 106 from a delegate's
 result.
 """
+
 import copy
 import json
 

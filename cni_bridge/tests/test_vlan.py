@@ -4,6 +4,7 @@ This machine's kernel lacks bridge VLAN filtering (creating a filtering
 bridge fails with EOPNOTSUPP): there a VLAN config must fail cleanly, code
 104 and nothing left.  Where the kernel has it, the real VLANs are checked.
 """
+
 import json
 import subprocess
 
@@ -16,8 +17,7 @@ pytestmark = pytest.mark.root
 
 def vlan_filtering_supported(netns) -> bool:
     probe = netns("p")
-    proc = subprocess.run(["ip", "-n", probe.name, "link", "add", "cnitprobe0", "type", "bridge", "vlan_filtering", "1"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(["ip", "-n", probe.name, "link", "add", "cnitprobe0", "type", "bridge", "vlan_filtering", "1"], capture_output=True)
     if proc.returncode == 0:
         return True
     assert b"Operation not supported" in proc.stderr, proc.stderr  # anything else is a broken test set-up

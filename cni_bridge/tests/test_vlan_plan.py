@@ -2,6 +2,7 @@
 
 The kernel side is in test_vlan.py.
 """
+
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +23,7 @@ def trunk(*ids, lo=None, hi=None) -> list:
     items = [{"id": i} for i in ids]
     return items + ([{"minID": lo, "maxID": hi}] if lo is not None else [])
 
+
 DEFAULT = [(1, PVID_UNTAGGED)]
 PLANS = {
     # name: (config keys, the port's VLANs now, (delete, add))
@@ -29,8 +31,15 @@ PLANS = {
     "access port": ({"vlan": 100}, DEFAULT, ([1], [(100, True)])),
     "access port, preserveDefaultVlan": ({"vlan": 100, "preserveDefaultVlan": True}, DEFAULT, ([], [(100, True)])),
     "trunk: native VLAN 1 untagged, the rest tagged": (
-        {"vlanTrunk": trunk(101, lo=200, hi=202)}, DEFAULT, ([1], [(1, True), (101, False), (200, False), (201, False), (202, False)])),
-    "trunk with vlan: vlan is the native VLAN": ({"vlan": 100, "vlanTrunk": trunk(101, 102)}, DEFAULT, ([1], [(100, True), (101, False), (102, False)])),
+        {"vlanTrunk": trunk(101, lo=200, hi=202)},
+        DEFAULT,
+        ([1], [(1, True), (101, False), (200, False), (201, False), (202, False)]),
+    ),
+    "trunk with vlan: vlan is the native VLAN": (
+        {"vlan": 100, "vlanTrunk": trunk(101, 102)},
+        DEFAULT,
+        ([1], [(100, True), (101, False), (102, False)]),
+    ),
     "trunk listing the native VLAN: it stays untagged": ({"vlan": 101, "vlanTrunk": trunk(101, 102)}, DEFAULT, ([1], [(101, True), (102, False)])),
     "trunk, preserveDefaultVlan": ({"vlanTrunk": trunk(7), "preserveDefaultVlan": True}, DEFAULT, ([], [(1, True), (7, False)])),
     "empty trunk: filtering with the native VLAN only": ({"vlanTrunk": []}, DEFAULT, ([1], [(1, True)])),

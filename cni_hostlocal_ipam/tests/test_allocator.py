@@ -1,11 +1,12 @@
 """The allocator over an in-memory store: the reference's iterator and round-robin cases."""
+
 from ipaddress import ip_address
 
 import pytest
 
-from common.errors import CNIError
 from cni_hostlocal_ipam.allocator import allocate, candidates
 from cni_hostlocal_ipam.conf import _range_set
+from common.errors import CNIError
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +42,8 @@ def rs(*ranges):
 
 
 def order(range_set, last=None, n=None):
-    out = [str(ip_address(x if range_set.version == 4 else x.to_bytes(16, "big"))) for x, _ in candidates(range_set, ip_address(last) if last else None)]
+    found = candidates(range_set, ip_address(last) if last else None)
+    out = [str(ip_address(x if range_set.version == 4 else x.to_bytes(16, "big"))) for x, _ in found]
     return out[:n] if n else out
 
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
 from common.errors import CNIError
 from common.skel import CmdArgs
-from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +53,18 @@ def test_requested_ip_order_and_sources():
 
 def test_keys_match_case_insensitively_like_go():
     conf = IPAMConf.load(
-        CmdArgs("ADD", "c", None, "", "eth0", {}, (), b"", {"cniVersion": "1.0.0", "name": "n", "IPAM": {"Subnet": "10.9.0.0/16", "DATADIR": "/tmp/x"}}, "1.0.0")
+        CmdArgs(
+            "ADD",
+            "c",
+            None,
+            "",
+            "eth0",
+            {},
+            (),
+            b"",
+            {"cniVersion": "1.0.0", "name": "n", "IPAM": {"Subnet": "10.9.0.0/16", "DATADIR": "/tmp/x"}},
+            "1.0.0",
+        )
     )
     assert str(conf.range_sets[0].ranges[0].subnet) == "10.9.0.0/16" and conf.data_dir == "/tmp/x"
 
@@ -129,7 +140,9 @@ def test_bad_requested_ips():
 
 def test_resolv_conf_parsing(tmp_path):
     f = tmp_path / "resolv.conf"
-    f.write_text("# comment\n; other\nnameserver 10.0.0.53\nnameserver 10.0.0.54\ndomain example.org\nsearch a.org b.org\noptions ndots:5 edns0\nbogus\n")
+    f.write_text(
+        "# comment\n; other\nnameserver 10.0.0.53\nnameserver 10.0.0.54\ndomain example.org\nsearch a.org b.org\noptions ndots:5 edns0\nbogus\n"
+    )
     dns = read_resolv_conf(str(f))
     assert dns.nameservers == ("10.0.0.53", "10.0.0.54") and dns.domain == "example.org"
     assert dns.search == ("a.org", "b.org") and dns.options == ("ndots:5", "edns0")

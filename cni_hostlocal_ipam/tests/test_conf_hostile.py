@@ -7,14 +7,15 @@ them: a netmask-form subnet, a bad prefix on a requested address and a
 requested address outside every range are 999 there; 0.0.0.0/0 is accepted
 and then fails to allocate, and route fields it does not know are dropped.
 """
+
 import json
 import os
 
 import pytest
 
+from cni_hostlocal_ipam.conf import IPAMConf
 from common.errors import CNIError, Code
 from common.skel import CmdArgs
-from cni_hostlocal_ipam.conf import IPAMConf
 
 pytestmark = pytest.mark.unit
 
@@ -135,13 +136,17 @@ def test_route_fields_reach_the_result_routes():
     assert (r.mtu, r.advmss, r.priority, r.table, r.scope) == (1400, 1360, 7, 100, 253)
 
 
-@pytest.mark.parametrize("ipam,cni_args", [
-    ({"subnet": "10.98.0.0/255.255.255.0"}, None),
-    (route(mtu=2**32), None),
-    (route(table=-1), None),
-    (SUBNET, {"IP": "10.9.9.9"}),
-    (SUBNET, {"IP": "10.1.2.3/99"}),
-], ids=["netmask-subnet", "route-mtu-2^32", "route-table-negative", "requested-outside", "requested-bad-prefix"])
+@pytest.mark.parametrize(
+    "ipam,cni_args",
+    [
+        ({"subnet": "10.98.0.0/255.255.255.0"}, None),
+        (route(mtu=2**32), None),
+        (route(table=-1), None),
+        (SUBNET, {"IP": "10.9.9.9"}),
+        (SUBNET, {"IP": "10.1.2.3/99"}),
+    ],
+    ids=["netmask-subnet", "route-mtu-2^32", "route-table-negative", "requested-outside", "requested-bad-prefix"],
+)
 def test_del_and_gc_still_load_what_an_add_now_refuses(ipam, cni_args):
     # an address allocated under an older, laxer loader must still be released
     conf = IPAMConf.load(args(ipam, cni_args), need_ranges=False)

@@ -7,6 +7,7 @@ gateways, routes and DNS, and fail at the same steps with the same message.
 Error codes may differ: the reference reports most failures as 999, ours use
 the documented codes (README, "Error codes").
 """
+
 import json
 import os
 

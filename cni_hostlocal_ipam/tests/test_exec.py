@@ -1,4 +1,5 @@
 """host-local as an executable: concurrency, exhaustion, and bad input that changes nothing."""
+
 import hashlib
 import json
 import os
@@ -16,11 +17,19 @@ def conf(data_dir, subnet, name="conc", **ipam):
 
 
 def parallel(binary, command, config, netns_path, ids):
-    env_base = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_NETNS": netns_path, "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(binary)}
+    env_base = {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": command,
+        "CNI_NETNS": netns_path,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": os.path.dirname(binary),
+    }
     data = json.dumps(config).encode()
     procs = []
     for cid in ids:
-        p = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**env_base, "CNI_CONTAINERID": cid})
+        p = subprocess.Popen(
+            [binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**env_base, "CNI_CONTAINERID": cid}
+        )
         procs.append(p)
     for p in procs:  # all are started before any gets its stdin: maximal overlap
         p.stdin.write(data)
@@ -124,13 +133,20 @@ def test_bad_input_gets_its_code_and_changes_nothing_on_disk(case, bin_dir, cont
                 target = target[p]
             target[last] = value
         stdin = json.dumps(config).encode()
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "new", "CNI_NETNS": container, "CNI_IFNAME": "eth0", "CNI_PATH": bin_dir}
+    env = {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "new",
+        "CNI_NETNS": container,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": bin_dir,
+    }
     for key, value in env_change.items():
         if value is None:
             env.pop(key)
         else:
             env[key] = value
-    proc = subprocess.run([os.path.join(bin_dir, "host-local")], input=stdin, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc = subprocess.run([os.path.join(bin_dir, "host-local")], input=stdin, env=env, capture_output=True, cwd=tmp_path)
     assert proc.returncode != 0
     error = json.loads(proc.stdout)
     assert set(error) == {"cniVersion", "code", "msg", "details"}

@@ -1,4 +1,5 @@
 """The disk store on a temporary directory: format, safety, crash leftovers, locking."""
+
 import fcntl
 import multiprocessing
 import os
@@ -8,11 +9,11 @@ from ipaddress import ip_address
 
 import pytest
 
-from common.errors import CNIError
 from cni_hostlocal_ipam.allocator import allocate
 from cni_hostlocal_ipam.conf import _range_set
 from cni_hostlocal_ipam.plugin import collect
 from cni_hostlocal_ipam.store import DiskStore
+from common.errors import CNIError
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,5 @@
 """cni-suite against pods made by the real plugins, inside node namespaces."""
+
 import json
 import os
 
@@ -16,7 +17,13 @@ def site(netns, tmp_path, bin_dir):
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     config = {
-        "cniVersion": "1.1.0", "name": "opsnet", "type": "bridge", "bridge": "cnitops0", "isDefaultGateway": True, "ipMasq": True, "ipMasqBackend": "nftables",
+        "cniVersion": "1.1.0",
+        "name": "opsnet",
+        "type": "bridge",
+        "bridge": "cnitops0",
+        "isDefaultGateway": True,
+        "ipMasq": True,
+        "ipMasqBackend": "nftables",
         "dataDir": str(tmp_path / "bridge"),
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}], [{"subnet": "2001:db8:97::/64"}]], "dataDir": str(tmp_path / "ipam")},
     }
@@ -44,7 +51,8 @@ def test_status_shows_exactly_what_the_pods_hold(site, bin_dir):
     expected = sorted((ip["address"].split("/")[0], cid, "eth0", "current") for cid, (_, res) in pods.items() for ip in res["ips"])
     assert held == expected
     assert sorted((a["containerID"], a["hostVeth"], a["vethPresent"]) for a in net["attachments"]) == sorted(
-        (cid, res["interfaces"][1]["name"], True) for cid, (_, res) in pods.items())
+        (cid, res["interfaces"][1]["name"], True) for cid, (_, res) in pods.items()
+    )
     assert len(net["masquerade"]["nftables"]) == 6  # one rule per address
     text = suite(node, bin_dir, conf_dir, "status")
     assert "range set 0 10.97.0.1-10.97.0.254: 3 used, 250 free of 253" in text
@@ -61,7 +69,7 @@ def test_gc_releases_exactly_what_is_not_valid(site, bin_dir):
     assert {a["containerID"] for a in net["allocations"]} == {"pod-a", "pod-c"}
     assert {a["containerID"] for a in net["attachments"]} == {"pod-a", "pod-c"}
     assert all(", id: pod-b" not in c for c in net["masquerade"]["nftables"]) and len(net["masquerade"]["nftables"]) == 4
-    veths = [l["ifname"] for l in node.ipj("link", "show") if l["ifname"].startswith("veth")]
+    veths = [link["ifname"] for link in node.ipj("link", "show") if link["ifname"].startswith("veth")]
     assert sorted(veths) == sorted(pods[c][1]["interfaces"][1]["name"] for c in ("pod-a", "pod-c"))
 
 
@@ -121,8 +129,10 @@ def test_doctor_finds_a_noexec_runtime_tmpdir(site, bin_dir, tmp_path):
     node, conf_dir, *_ = site
     mnt = tmp_path / "noexec"
     mnt.mkdir()
-    script = (f"mount -t tmpfs -o noexec,size=1m none {mnt} && "
-              f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --runtime-tmpdir {mnt}; true")
+    script = (
+        f"mount -t tmpfs -o noexec,size=1m none {mnt} && "
+        f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --runtime-tmpdir {mnt}; true"
+    )
     findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
     assert [f["check"] for f in findings] == ["runtime-tmpdir"]
     assert str(mnt) in findings[0]["problem"] and "noexec" in findings[0]["problem"]
@@ -135,8 +145,10 @@ def test_doctor_takes_the_runtime_tmpdir_from_TMPDIR_by_default(site, bin_dir, t
     node, conf_dir, *_ = site
     mnt = tmp_path / "noexec"
     mnt.mkdir()
-    script = (f"mount -t tmpfs -o noexec,size=64m none {mnt} && "
-              f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?")
+    script = (
+        f"mount -t tmpfs -o noexec,size=64m none {mnt} && "
+        f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?"
+    )
     out = node.exec("unshare", "-m", "sh", "-c", script)
     body, rc = out.rsplit("rc=", 1)
     if bin_dir.endswith("src-bin"):
@@ -153,6 +165,8 @@ def test_doctor_finds_missing_firewall_tools(site, bin_dir, tmp_path):
     # hide nft inside a private mount namespace: an empty file over the binary
     empty = tmp_path / "empty"
     empty.write_text("")
-    script = f"mount --bind {empty} /usr/sbin/nft && chmod 0 {empty} && {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"
+    script = (
+        f"mount --bind {empty} /usr/sbin/nft && chmod 0 {empty} && {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"
+    )
     findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
     assert [f["check"] for f in findings] == ["firewall-tools"] and "nft" in findings[0]["problem"]

@@ -1,4 +1,5 @@
 """cni-suite doctor on a vxlan network: etcd reachability and MTU agreement across peers."""
+
 import json
 import os
 
@@ -11,8 +12,14 @@ pytestmark = pytest.mark.root
 
 def write_conf(bed, node, conf_dir) -> None:
     os.makedirs(conf_dir, exist_ok=True)
-    plugin = {"type": "vxlan", "network": "198.18.0.0/16", "nodeName": node.name, "dataDir": f"{bed.tmp}/{node.name}/vxlan",
-              "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"}, "etcd": {"endpoints": [bed.etcd_endpoint], "prefix": "/doc", "timeout": 1}}
+    plugin = {
+        "type": "vxlan",
+        "network": "198.18.0.0/16",
+        "nodeName": node.name,
+        "dataDir": f"{bed.tmp}/{node.name}/vxlan",
+        "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"},
+        "etcd": {"endpoints": [bed.etcd_endpoint], "prefix": "/doc", "timeout": 1},
+    }
     with open(os.path.join(conf_dir, "10-overlay.conflist"), "w") as f:
         json.dump({"cniVersion": "1.1.0", "name": "overlay", "plugins": [plugin]}, f)
 

@@ -4,6 +4,7 @@ contents are terminal escape sequences.
 Every run of the CLI has a timeout: a regression that blocks on a FIFO fails here instead
 of hanging the suite.  Output is checked for raw characters a terminal would act on.
 """
+
 import json
 import os
 import pty
@@ -86,8 +87,12 @@ def bridge_net(tmp_path):
     conf = tmp_path / "net.d"
     conf.mkdir()
     bridge_dir = tmp_path / "bridge"
-    plugin = {"type": "bridge", "bridge": "cnihost0", "dataDir": str(bridge_dir),
-              "ipam": {"type": "host-local", "subnet": "10.99.2.0/24", "dataDir": str(tmp_path / "ipam")}}
+    plugin = {
+        "type": "bridge",
+        "bridge": "cnihost0",
+        "dataDir": str(bridge_dir),
+        "ipam": {"type": "host-local", "subnet": "10.99.2.0/24", "dataDir": str(tmp_path / "ipam")},
+    }
     (conf / "10-br.conflist").write_text(json.dumps({"cniVersion": "1.1.0", "name": "brnet", "plugins": [plugin]}))
     (bridge_dir / "brnet").mkdir(parents=True, mode=0o700)
     return conf, bridge_dir / "brnet"
@@ -130,13 +135,15 @@ def test_status_text_escapes_every_field():
 
     e = EVIL_CID
     report = {
-        "network": e, "plugin": e, "source": e, "problem": e,
+        "network": e,
+        "plugin": e,
+        "source": e,
+        "problem": e,
         "ranges": [{"rangeSet": 0, "ranges": e, "capacity": 1, "used": 1, "free": 0}],
         "allocations": [{"ip": e, "containerID": e, "ifname": e, "ageSeconds": 1, "boot": e}],
         "attachments": [{"containerID": e, "ifname": e, "hostVeth": e, "vethPresent": False, "netns": e, "netnsExists": False}],
         "masquerade": {"nftables": [e], "ipv4": [e], "ipv6": [e]},
-        "vxlan": {"device": {"name": e, "state": e}, "store": e,
-                  "peers": [{"node": e, "subnet": e, "vtep": e, "programmed": {e: True}}]},
+        "vxlan": {"device": {"name": e, "state": e}, "store": e, "peers": [{"node": e, "subnet": e, "vtep": e, "programmed": {e: True}}]},
     }
     text = _text(report)
     assert not unsafe(text), text
@@ -174,8 +181,7 @@ def test_inventory_reads_no_special_file(tmp_path):
         f.truncate((4 << 20) + 1)  # sparse: one byte over what a plugin accepts on stdin
     (conf / "16-badname.conf").write_text(json.dumps({"cniVersion": "1.1.0", "name": "../evil", "type": "host-local"}))
     (conf / "17-good.conf").write_text(json.dumps({"cniVersion": "1.1.0", "name": "good", "type": "host-local"}))
-    code = ("import json, sys; from cni_suite import inventory; "
-            "print(json.dumps([(n.name, n.problem) for n in inventory.networks(sys.argv[1])]))")
+    code = "import json, sys; from cni_suite import inventory; print(json.dumps([(n.name, n.problem) for n in inventory.networks(sys.argv[1])]))"
     try:
         out = subprocess.run([sys.executable, "-c", code, str(conf)], cwd=REPO, capture_output=True, timeout=TIMEOUT, check=True)
     except subprocess.TimeoutExpired:
@@ -311,6 +317,7 @@ def test_a_planted_attachment_record_is_escaped_and_cannot_crash_status(node, bi
         doc = {"container_id": cid, "ifname": ifname, "mac": "", "boot": "", **fields}
         try:  # this version's record name; earlier versions read any *.json
             from common.attachment import key
+
             name = key(cid, ifname) + ".json"
         except ImportError:
             name = f"{cid}-{ifname}.json"

@@ -3,14 +3,15 @@
 Refusals are covered by test_validation.py and test_units.py; the few here pin
 the edges of ranges whose inside is tested.
 """
+
 import dataclasses
 from ipaddress import ip_address, ip_network
 
 import pytest
 
-from common.errors import CNIError, Code
 from cni_vxlan import conf as vxlan_conf
 from cni_vxlan.conf import EtcdConf, Peer, VxlanConf, vtep_mac
+from common.errors import CNIError, Code
 
 pytestmark = pytest.mark.unit
 
@@ -54,8 +55,15 @@ def test_every_default(monkeypatch):
         "node_name": "node-from-hostname",
         "peer_source": "etcd",
         "peers": (),
-        "etcd": {"endpoints": ("http://127.0.0.1:2379",), "prefix": "/cni-vxlan", "lease_ttl": 0, "timeout": 5.0,
-                 "ca_file": "", "cert_file": "", "key_file": ""},
+        "etcd": {
+            "endpoints": ("http://127.0.0.1:2379",),
+            "prefix": "/cni-vxlan",
+            "lease_ttl": 0,
+            "timeout": 5.0,
+            "ca_file": "",
+            "cert_file": "",
+            "key_file": "",
+        },
         "data_dir": "/var/lib/cni/vxlan",
         "delegate": {},
         "ipam": {},
@@ -68,7 +76,11 @@ def test_every_default(monkeypatch):
 
 def test_the_module_constants_are_the_documented_defaults():
     assert (vxlan_conf.DEFAULT_PORT, vxlan_conf.DEFAULT_PREFIX, vxlan_conf.DEFAULT_DATA_DIR, vxlan_conf.DEFAULT_BRIDGE) == (
-        4789, "/cni-vxlan", "/var/lib/cni/vxlan", "cnivx0")
+        4789,
+        "/cni-vxlan",
+        "/var/lib/cni/vxlan",
+        "cnivx0",
+    )
 
 
 def test_an_empty_etcd_object_is_every_etcd_default():
@@ -76,10 +88,25 @@ def test_an_empty_etcd_object_is_every_etcd_default():
 
 
 def test_empty_strings_mean_the_default():
-    c = load(device="", dataDir="", vtepInterface="", vtepAddress="", subnetMin="", subnetMax="", peerSource="",
-             etcd={"prefix": "", "endpoints": []}, delegate={"bridge": ""})
+    c = load(
+        device="",
+        dataDir="",
+        vtepInterface="",
+        vtepAddress="",
+        subnetMin="",
+        subnetMax="",
+        peerSource="",
+        etcd={"prefix": "", "endpoints": []},
+        delegate={"bridge": ""},
+    )
     assert (c.device, c.data_dir, c.vtep_interface, c.vtep_address, c.peer_source, c.bridge) == (
-        "cnivx.1", "/var/lib/cni/vxlan", "", None, "etcd", "cnivx0")
+        "cnivx.1",
+        "/var/lib/cni/vxlan",
+        "",
+        None,
+        "etcd",
+        "cnivx0",
+    )
     assert (str(c.subnet_min), str(c.subnet_max)) == ("198.18.1.0/24", "198.18.255.0/24")
     assert c.etcd.prefix == "/cni-vxlan" and c.etcd.endpoints == ("http://127.0.0.1:2379",)
 
@@ -162,8 +189,7 @@ GOOD = {
     "txChecksumOffload false": ({"txChecksumOffload": False}, {"tx_checksum_offload": "off"}),
     "txChecksumOffload auto": ({"txChecksumOffload": "auto"}, {"tx_checksum_offload": "auto"}),
     "peerSource etcd explicitly": ({"peerSource": "etcd"}, {"peer_source": "etcd"}),
-    "keys match case-insensitively": ({"VNI": 9, "Port": 4790, "MTU": 1400, "DEVICE": "vx9"},
-                                      {"vni": 9, "port": 4790, "mtu": 1400, "device": "vx9"}),
+    "keys match case-insensitively": ({"VNI": 9, "Port": 4790, "MTU": 1400, "DEVICE": "vx9"}, {"vni": 9, "port": 4790, "mtu": 1400, "device": "vx9"}),
     "an exact key wins over a folded one": ({"vni": 3, "VNI": 4}, {"vni": 3, "device": "cnivx.3"}),
     "unknown keys are ignored": ({"flannelCompat": True, "capabilities": {"portMappings": True}}, {}),
 }
@@ -186,9 +212,24 @@ def test_delegate_and_ipam_are_copies():
     assert (c.delegate, c.ipam) == ({"bridge": "ovl0"}, {"dataDir": "/run/ipam"})
 
 
-@pytest.mark.parametrize("keys", [{"vni": 0}, {"vni": 16777216}, {"port": 0}, {"port": 65536}, {"mtu": 67}, {"mtu": 65536},
-                                  {"mtu": 0}, {"device": "v" * 16}, {"delegate": {"bridge": "b" * 16}}, {"nodeName": "n" * 254},
-                                  {"dataDir": "run/cni"}, {"dataDir": "/run/../etc"}, {"txChecksumOffload": "on"}])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"vni": 0},
+        {"vni": 16777216},
+        {"port": 0},
+        {"port": 65536},
+        {"mtu": 67},
+        {"mtu": 65536},
+        {"mtu": 0},
+        {"device": "v" * 16},
+        {"delegate": {"bridge": "b" * 16}},
+        {"nodeName": "n" * 254},
+        {"dataDir": "run/cni"},
+        {"dataDir": "/run/../etc"},
+        {"txChecksumOffload": "on"},
+    ],
+)
 def test_just_outside_the_ranges_above(keys):
     """mtu 0 included: unlike the bridge's mtu, the vxlan key has no explicit 'kernel default' value."""
     refused(**keys)
@@ -197,8 +238,10 @@ def test_just_outside_the_ranges_above(keys):
 # --- etcd -----------------------------------------------------------------------------------------
 
 ETCD = {
-    "endpoints": ({"endpoints": ["http://10.0.0.1:2379", "https://[2001:db8::1]:2379", "https://etcd.example.test:2379/"]},
-                  {"endpoints": ("http://10.0.0.1:2379", "https://[2001:db8::1]:2379", "https://etcd.example.test:2379/")}),
+    "endpoints": (
+        {"endpoints": ["http://10.0.0.1:2379", "https://[2001:db8::1]:2379", "https://etcd.example.test:2379/"]},
+        {"endpoints": ("http://10.0.0.1:2379", "https://[2001:db8::1]:2379", "https://etcd.example.test:2379/")},
+    ),
     "prefix": ({"prefix": "/overlays"}, {"prefix": "/overlays"}),
     "prefix loses trailing slashes": ({"prefix": "/overlays/x//"}, {"prefix": "/overlays/x"}),
     "prefix / is the root": ({"prefix": "/"}, {"prefix": ""}),
@@ -207,10 +250,14 @@ ETCD = {
     "timeout as an integer": ({"timeout": 2}, {"timeout": 2.0}),
     "timeout as a fraction": ({"timeout": 0.25}, {"timeout": 0.25}),
     "timeout of 60": ({"timeout": 60}, {"timeout": 60.0}),
-    "TLS files": ({"caFile": "/etc/etcd/ca.pem", "certFile": "/etc/etcd/c.pem", "keyFile": "/etc/etcd/k.pem"},
-                  {"ca_file": "/etc/etcd/ca.pem", "cert_file": "/etc/etcd/c.pem", "key_file": "/etc/etcd/k.pem"}),
-    "keys match case-insensitively": ({"ENDPOINTS": ["http://10.0.0.2:2379"], "Prefix": "/p", "leasettl": 9},
-                                      {"endpoints": ("http://10.0.0.2:2379",), "prefix": "/p", "lease_ttl": 9}),
+    "TLS files": (
+        {"caFile": "/etc/etcd/ca.pem", "certFile": "/etc/etcd/c.pem", "keyFile": "/etc/etcd/k.pem"},
+        {"ca_file": "/etc/etcd/ca.pem", "cert_file": "/etc/etcd/c.pem", "key_file": "/etc/etcd/k.pem"},
+    ),
+    "keys match case-insensitively": (
+        {"ENDPOINTS": ["http://10.0.0.2:2379"], "Prefix": "/p", "leasettl": 9},
+        {"endpoints": ("http://10.0.0.2:2379",), "prefix": "/p", "lease_ttl": 9},
+    ),
 }
 
 

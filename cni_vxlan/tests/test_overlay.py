@@ -1,4 +1,5 @@
 """The overlay on a multi-node testbed: real kernel, real namespaces, a real etcd (Debian's 3.4)."""
+
 import json
 import os
 import subprocess
@@ -21,8 +22,13 @@ def bed():
 
 def conf(bed: Testbed, node, **kw) -> dict:
     c = {
-        "cniVersion": "1.1.0", "name": "overlay", "type": "vxlan", "network": NETWORK, "nodeName": node.name,
-        "dataDir": f"{bed.tmp}/{node.name}/vxlan", "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"},
+        "cniVersion": "1.1.0",
+        "name": "overlay",
+        "type": "vxlan",
+        "network": NETWORK,
+        "nodeName": node.name,
+        "dataDir": f"{bed.tmp}/{node.name}/vxlan",
+        "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"},
         "etcd": {"endpoints": [bed.etcd_endpoint], "prefix": "/cnit", "timeout": 2},
     }
     c.update(kw)
@@ -108,8 +114,8 @@ def test_check_and_del_twice(bed, bin_dir):
     for _ in range(2):
         out = n1.run(binary, "DEL", checked, "p1", bin_dir)
         assert out.ok and out.stdout.strip() == b"", out
-    assert [l["ifname"] for l in n1.pods["p1"].ipj("link", "show")] == ["lo"]
-    assert not [l for l in n1.ns.ipj("link", "show") if l["ifname"].startswith("veth")]
+    assert [link["ifname"] for link in n1.pods["p1"].ipj("link", "show")] == ["lo"]
+    assert not [link for link in n1.ns.ipj("link", "show") if link["ifname"].startswith("veth")]
     assert not os.listdir(f"{bed.tmp}/n1/vxlan/overlay/containers")
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == []
     assert n1.ns.ip("link", "show", "cnivx.1"), "the shared device stays after the last DEL"
@@ -146,7 +152,14 @@ def test_racing_nodes_get_different_subnets(bed, bin_dir):
     for node in nodes[:3]:
         node.pod("p")
         stdin = json.dumps(conf(bed, node, **small)).encode()
-        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "p", "CNI_NETNS": node.pods["p"].path, "CNI_IFNAME": "eth0", "CNI_PATH": bin_dir}
+        env = {
+            "PATH": os.environ["PATH"],
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": "p",
+            "CNI_NETNS": node.pods["p"].path,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": bin_dir,
+        }
         proc = subprocess.Popen(["ip", "netns", "exec", node.ns.name, binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         procs.append((proc, stdin))
     outs = [proc.communicate(stdin, timeout=60)[0] for proc, stdin in procs]
@@ -172,8 +185,8 @@ def test_etcd_down(bed, bin_dir):
     n3.pod("p3")
     out = n3.run(binary, "ADD", conf(bed, n3), "p3", bin_dir)
     assert out.rc != 0 and out.json["code"] == 11, out
-    assert [l["ifname"] for l in n3.ns.ipj("link", "show")] == ["lo", "eth0"]
-    assert [l["ifname"] for l in n3.pods["p3"].ipj("link", "show")] == ["lo"]
+    assert [link["ifname"] for link in n3.ns.ipj("link", "show")] == ["lo", "eth0"]
+    assert [link["ifname"] for link in n3.pods["p3"].ipj("link", "show")] == ["lo"]
     assert not os.path.exists(f"{bed.tmp}/n3/ipam/overlay") or not [f for f in os.listdir(f"{bed.tmp}/n3/ipam/overlay") if f[0].isdigit()]
     # a node with a lease: ADD works from local state and keeps its entries
     add_pod(bed, n1, "p1b", bin_dir)
@@ -220,7 +233,7 @@ def test_vni_and_port_clash_is_named(bed, bin_dir):
     n1.pod("p1")
     out = n1.run(os.path.join(bin_dir, "vxlan"), "ADD", conf(bed, n1, **static), "p1", bin_dir)
     assert out.rc != 0 and out.json["code"] == 103 and "other" in out.json["msg"], out
-    assert [l["ifname"] for l in n1.pods["p1"].ipj("link", "show")] == ["lo"]
+    assert [link["ifname"] for link in n1.pods["p1"].ipj("link", "show")] == ["lo"]
 
 
 def test_an_incompatible_existing_device_is_not_recreated(bed, bin_dir):
@@ -267,7 +280,10 @@ def test_ipv6_underlay(bed, bin_dir):
     n1, n2 = bed.add_node("n1"), bed.add_node("n2")
     for i, node in enumerate((n1, n2), 1):
         node.ns.ip("-6", "addr", "add", f"2001:db8:ffff::{i}/64", "dev", "eth0", "nodad")
-    peers = [{"node": "n1", "vtep": "2001:db8:ffff::1", "subnet": "198.18.1.0/24"}, {"node": "n2", "vtep": "2001:db8:ffff::2", "subnet": "198.18.2.0/24"}]
+    peers = [
+        {"node": "n1", "vtep": "2001:db8:ffff::1", "subnet": "198.18.1.0/24"},
+        {"node": "n2", "vtep": "2001:db8:ffff::2", "subnet": "198.18.2.0/24"},
+    ]
     static = {"peerSource": "static", "peers": peers}
     a1, _ = add_pod(bed, n1, "p1", bin_dir, vtepAddress="2001:db8:ffff::1", **static)
     a2, _ = add_pod(bed, n2, "p2", bin_dir, vtepAddress="2001:db8:ffff::2", **static)
@@ -288,7 +304,7 @@ def test_gc_keeps_a_valid_attachment_whose_ifname_has_a_dash(bed, bin_dir):
     gc = dict(conf(bed, n1, **static), **{"cni.dev/valid-attachments": [{"containerID": "p1", "ifname": "net-1"}]})
     out = n1.run(os.path.join(bin_dir, "vxlan"), "GC", gc, "p1", bin_dir)
     assert out.ok, out
-    assert "net-1" in [l["ifname"] for l in n1.pods["p1"].ipj("link", "show")]
+    assert "net-1" in [link["ifname"] for link in n1.pods["p1"].ipj("link", "show")]
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
 
 
@@ -303,7 +319,7 @@ def test_colliding_pairs_keep_their_own_attachments(bed, bin_dir):
     out = n1.run(vx, "ADD", conf(bed, n1, **static), "pod", bin_dir, ifname="1-eth0")
     assert out.ok, out
     assert n1.run(vx, "DEL", conf(bed, n1, **static), "pod", bin_dir, ifname="1-eth0").ok
-    assert "eth0" in [l["ifname"] for l in n1.pods["pod-1"].ipj("link", "show")]
+    assert "eth0" in [link["ifname"] for link in n1.pods["pod-1"].ipj("link", "show")]
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == ["198.18.1.2"]
     assert n1.run(vx, "DEL", conf(bed, n1, **static), "pod-1", bin_dir).ok
     assert [f for f in os.listdir(f"{bed.tmp}/n1/ipam/overlay") if f[0].isdigit()] == []

@@ -1,16 +1,17 @@
 """vxlan logic without the kernel: config, MAC scheme, reconcile plan, leases over a fake etcd."""
+
 import json
 from ipaddress import ip_address, ip_network
 
 import pytest
 
-from common.errors import CNIError
-from common.netlink import RouteEntry
-from common.netlink.addr import Neighbour
 from cni_vxlan import etcd
 from cni_vxlan.conf import Peer, VxlanConf, vtep_mac
 from cni_vxlan.reconcile import plan
 from cni_vxlan.store import LeaseStore
+from common.errors import CNIError
+from common.netlink import RouteEntry
+from common.netlink.addr import Neighbour
 
 pytestmark = pytest.mark.unit
 

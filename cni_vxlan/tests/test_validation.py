@@ -1,12 +1,13 @@
 """Hostile vxlan configs: code 7 at config load (never 999), and what detect_vtep refuses before touching the node."""
+
 import copy
 import os
 
 import pytest
 
-from common.errors import CNIError
 from cni_vxlan import etcd
 from cni_vxlan.conf import VxlanConf
+from common.errors import CNIError
 from conformance.testbed import Testbed, ping
 
 N1 = {"node": "n1", "vtep": "192.0.2.1", "subnet": "198.18.1.0/24"}
@@ -81,10 +82,30 @@ def test_an_explicit_mac_is_kept_in_the_kernels_lowercase():
 
 # --- etcd endpoints: one parser for the config and the client -----------------------
 
-BAD_ENDPOINTS = ["http://", "http://[::1", "http://[::1]", "http://[::1]:", "http://host", "http://host:", "http://:2379",
-                 "http://host:0", "http://host:65536", "http://host:99999999999999999999", "http://host:２３７９", "http://host:²",
-                 "ftp://host:2379", "host:2379", "http://user@host:2379", "http://::1:2379", "http://[192.0.2.1]:2379",
-                 "http://[banana]:2379", "http://999.0.2.1:2379", "http://hôst:2379", "http://host:2379?x=1", "https://"]
+BAD_ENDPOINTS = [
+    "http://",
+    "http://[::1",
+    "http://[::1]",
+    "http://[::1]:",
+    "http://host",
+    "http://host:",
+    "http://:2379",
+    "http://host:0",
+    "http://host:65536",
+    "http://host:99999999999999999999",
+    "http://host:２３７９",
+    "http://host:²",
+    "ftp://host:2379",
+    "host:2379",
+    "http://user@host:2379",
+    "http://::1:2379",
+    "http://[192.0.2.1]:2379",
+    "http://[banana]:2379",
+    "http://999.0.2.1:2379",
+    "http://hôst:2379",
+    "http://host:2379?x=1",
+    "https://",
+]
 
 
 @pytest.mark.unit
@@ -97,11 +118,14 @@ def test_a_malformed_endpoint_is_refused_at_load_and_by_the_client(url):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("url,parsed", [
-    ("http://127.0.0.1:2379", ("http", "127.0.0.1", 2379)),
-    ("https://etcd-0.etcd.svc:2379/", ("https", "etcd-0.etcd.svc", 2379)),
-    ("http://[2001:db8::1]:2379", ("http", "2001:db8::1", 2379)),
-])
+@pytest.mark.parametrize(
+    "url,parsed",
+    [
+        ("http://127.0.0.1:2379", ("http", "127.0.0.1", 2379)),
+        ("https://etcd-0.etcd.svc:2379/", ("https", "etcd-0.etcd.svc", 2379)),
+        ("http://[2001:db8::1]:2379", ("http", "2001:db8::1", 2379)),
+    ],
+)
 def test_good_endpoints(url, parsed):
     assert etcd.parse_endpoint(url) == parsed
     assert VxlanConf.load(conf(etcd={"endpoints": [url]})).etcd.endpoints == (url,)
@@ -110,19 +134,60 @@ def test_good_endpoints(url, parsed):
 # --- any other hostile value: code 7, never another exception ------------------------
 
 HOSTILE = [
-    {"name": None}, {"name": 7}, {"network": 10}, {"network": "0.0.0.0/0"}, {"network": "127.0.0.0/16"}, {"network": "224.1.0.0/16"},
-    {"subnetLen": -1}, {"subnetLen": 2**64}, {"subnetLen": 24.0}, {"vni": -1}, {"vni": 2**64}, {"vni": True}, {"port": 10**30},
-    {"mtu": -5}, {"mtu": "1400"}, {"subnetMin": "2001::/24"}, {"subnetMax": "2001::"}, {"subnetMin": 5}, {"device": ["x"]},
-    {"vtepInterface": "a/b"}, {"vtepInterface": "x" * 16}, {"vtepAddress": "0.0.0.0"}, {"vtepAddress": "::1"},
-    {"vtepAddress": "fe80::1%eth0"}, {"vtepAddress": {}}, {"nodeName": "a b"}, {"nodeName": "n" * 254}, {"nodeName": "n1\n"},
-    {"dataDir": "/var/lib/\0x"}, {"dataDir": 3}, {"peerSource": 1}, {"delegate": "x"}, {"delegate": {"bridge": 5}}, {"ipam": []},
-    {"txChecksumOffload": 1}, {"etcd": "x"}, {"etcd": {"endpoints": "http://x:1"}}, {"etcd": {"endpoints": [1]}},
-    {"etcd": {"timeout": 10**400}}, {"etcd": {"timeout": True}}, {"etcd": {"timeout": -1}}, {"etcd": {"leaseTTL": -1}},
-    {"etcd": {"prefix": 5}}, {"etcd": {"caFile": "/ca\0"}}, {"etcd": {"keyFile": 1}},
-    {"peerSource": "static", "peers": "n1"}, {"peerSource": "static", "peers": [1]}, {"peerSource": "static", "peers": [None]},
-    {"peerSource": "static", "peers": [dict(N1, node=5)]}, {"peerSource": "static", "peers": [dict(N1, vtep=2**64)]},
-    {"peerSource": "static", "peers": [dict(N1, subnet="2001::/24")]}, {"peerSource": "static", "peers": [dict(N1, mac=5)]},
-    {"peerSource": "static", "peers": [dict(N1, vtep="x" * 10000)]}, {"peerSource": "static", "peers": []},
+    {"name": None},
+    {"name": 7},
+    {"network": 10},
+    {"network": "0.0.0.0/0"},
+    {"network": "127.0.0.0/16"},
+    {"network": "224.1.0.0/16"},
+    {"subnetLen": -1},
+    {"subnetLen": 2**64},
+    {"subnetLen": 24.0},
+    {"vni": -1},
+    {"vni": 2**64},
+    {"vni": True},
+    {"port": 10**30},
+    {"mtu": -5},
+    {"mtu": "1400"},
+    {"subnetMin": "2001::/24"},
+    {"subnetMax": "2001::"},
+    {"subnetMin": 5},
+    {"device": ["x"]},
+    {"vtepInterface": "a/b"},
+    {"vtepInterface": "x" * 16},
+    {"vtepAddress": "0.0.0.0"},
+    {"vtepAddress": "::1"},
+    {"vtepAddress": "fe80::1%eth0"},
+    {"vtepAddress": {}},
+    {"nodeName": "a b"},
+    {"nodeName": "n" * 254},
+    {"nodeName": "n1\n"},
+    {"dataDir": "/var/lib/\0x"},
+    {"dataDir": 3},
+    {"peerSource": 1},
+    {"delegate": "x"},
+    {"delegate": {"bridge": 5}},
+    {"ipam": []},
+    {"txChecksumOffload": 1},
+    {"etcd": "x"},
+    {"etcd": {"endpoints": "http://x:1"}},
+    {"etcd": {"endpoints": [1]}},
+    {"etcd": {"timeout": 10**400}},
+    {"etcd": {"timeout": True}},
+    {"etcd": {"timeout": -1}},
+    {"etcd": {"leaseTTL": -1}},
+    {"etcd": {"prefix": 5}},
+    {"etcd": {"caFile": "/ca\0"}},
+    {"etcd": {"keyFile": 1}},
+    {"peerSource": "static", "peers": "n1"},
+    {"peerSource": "static", "peers": [1]},
+    {"peerSource": "static", "peers": [None]},
+    {"peerSource": "static", "peers": [dict(N1, node=5)]},
+    {"peerSource": "static", "peers": [dict(N1, vtep=2**64)]},
+    {"peerSource": "static", "peers": [dict(N1, subnet="2001::/24")]},
+    {"peerSource": "static", "peers": [dict(N1, mac=5)]},
+    {"peerSource": "static", "peers": [dict(N1, vtep="x" * 10000)]},
+    {"peerSource": "static", "peers": []},
 ]
 
 
@@ -145,12 +210,50 @@ def _paths(value, path=()):
 
 @pytest.mark.unit
 def test_every_key_with_every_hostile_value_loads_or_is_code_7():
-    full = conf(vni=5, port=4789, device="vx0", vtepInterface="eth0", vtepAddress="192.0.2.1", mtu=1400, subnetLen=24,
-                subnetMin="198.18.1.0", subnetMax="198.18.9.0", dataDir="/tmp/x", txChecksumOffload=True, delegate={"bridge": "br0"}, ipam={})
+    full = conf(
+        vni=5,
+        port=4789,
+        device="vx0",
+        vtepInterface="eth0",
+        vtepAddress="192.0.2.1",
+        mtu=1400,
+        subnetLen=24,
+        subnetMin="198.18.1.0",
+        subnetMax="198.18.9.0",
+        dataDir="/tmp/x",
+        txChecksumOffload=True,
+        delegate={"bridge": "br0"},
+        ipam={},
+    )
     etcd_mode = dict(full, etcd={"endpoints": ["http://127.0.0.1:2379"], "prefix": "/x", "timeout": 2, "leaseTTL": 5, "caFile": "a"})
     static_mode = dict(full, peerSource="static", peers=[dict(N1, mac="02:00:00:00:00:01"), N2])
-    values = [None, True, 0, -1, 2**64, 10**400, 1.5, "", " ", "\0", "x" * 5000, "::", "0.0.0.0", "0.0.0.0/0", "2001::/24", "2001::",
-              "198.18.1.0/33", "http://", "é", [], [None], ["x"], {}, {"a": 1}, "ff:ff:ff:ff:ff:ff"]
+    values = [
+        None,
+        True,
+        0,
+        -1,
+        2**64,
+        10**400,
+        1.5,
+        "",
+        " ",
+        "\0",
+        "x" * 5000,
+        "::",
+        "0.0.0.0",
+        "0.0.0.0/0",
+        "2001::/24",
+        "2001::",
+        "198.18.1.0/33",
+        "http://",
+        "é",
+        [],
+        [None],
+        ["x"],
+        {},
+        {"a": 1},
+        "ff:ff:ff:ff:ff:ff",
+    ]
     for base in (etcd_mode, static_mode):
         for path in list(_paths(base)):
             for value in values:
@@ -167,6 +270,7 @@ def test_every_key_with_every_hostile_value_loads_or_is_code_7():
 
 # --- refused by detect_vtep on a real node, before anything is touched -----------------
 
+
 @pytest.fixture
 def bed():
     with Testbed() as b:
@@ -174,8 +278,16 @@ def bed():
 
 
 def node_conf(bed, node, name="overlay", network="198.18.0.0/16", **kw) -> dict:
-    c = {"cniVersion": "1.1.0", "name": name, "type": "vxlan", "network": network, "nodeName": node.name, "peerSource": "static",
-         "dataDir": f"{bed.tmp}/{node.name}/vxlan", "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"}}
+    c = {
+        "cniVersion": "1.1.0",
+        "name": name,
+        "type": "vxlan",
+        "network": network,
+        "nodeName": node.name,
+        "peerSource": "static",
+        "dataDir": f"{bed.tmp}/{node.name}/vxlan",
+        "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"},
+    }
     c.update(kw)
     return c
 
@@ -190,18 +302,21 @@ def links(node) -> list[str]:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("network,subnet", [("198.18.0.0/16", "198.18.7.0/24"), ("198.18.0.0/17", "198.18.7.0/24"), ("198.16.0.0/14", "198.16.7.0/24")])
+@pytest.mark.parametrize(
+    "network,subnet", [("198.18.0.0/16", "198.18.7.0/24"), ("198.18.0.0/17", "198.18.7.0/24"), ("198.16.0.0/14", "198.16.7.0/24")]
+)
 def test_a_second_network_over_the_same_range_is_refused(bed, bin_dir, network, subnet):
     n1 = bed.add_node("n1")
     first = add(bed, n1, "a", bin_dir, node_conf(bed, n1, peers=[dict(N1, vtep=n1.address)]))
     assert first.ok, first
     before = links(n1)
-    second = node_conf(bed, n1, name="second", network=network, vni=2, delegate={"bridge": "cnivx2"},
-                       peers=[dict(N1, vtep=n1.address, subnet=subnet)])
+    second = node_conf(
+        bed, n1, name="second", network=network, vni=2, delegate={"bridge": "cnivx2"}, peers=[dict(N1, vtep=n1.address, subnet=subnet)]
+    )
     out = add(bed, n1, "b", bin_dir, second)
     assert out.rc != 0 and out.json["code"] == 103, out
     assert "cnivx.1" in out.json["msg"] and "198.18.1.0/32" in out.json["msg"], out
-    assert links(n1) == before and [l["ifname"] for l in n1.pods["b"].ipj("link", "show")] == ["lo"]
+    assert links(n1) == before and [link["ifname"] for link in n1.pods["b"].ipj("link", "show")] == ["lo"]
 
 
 @pytest.mark.root
@@ -210,8 +325,15 @@ def test_an_overlap_with_another_overlays_peer_routes_is_refused_and_a_disjoint_
     peers = [dict(N1, vtep=n1.address), dict(N2, vtep=n2.address, subnet="198.18.200.0/24")]
     assert add(bed, n1, "a", bin_dir, node_conf(bed, n1, peers=peers)).ok
     # overlaps only the route to n2's subnet, not n1's own address
-    overlapping = node_conf(bed, n1, name="second", network="198.18.200.0/22", vni=2, delegate={"bridge": "cnivx2"},
-                            peers=[dict(N1, vtep=n1.address, subnet="198.18.201.0/24")])
+    overlapping = node_conf(
+        bed,
+        n1,
+        name="second",
+        network="198.18.200.0/22",
+        vni=2,
+        delegate={"bridge": "cnivx2"},
+        peers=[dict(N1, vtep=n1.address, subnet="198.18.201.0/24")],
+    )
     out = add(bed, n1, "b", bin_dir, overlapping)
     assert out.rc != 0 and out.json["code"] == 103 and "198.18.200.0/24" in out.json["msg"], out
     assert "cnivx.2" not in links(n1)
@@ -225,8 +347,9 @@ def test_an_overlap_with_another_overlays_peer_routes_is_refused_and_a_disjoint_
 def test_a_second_network_on_the_same_device_is_refused(bed, bin_dir):
     n1 = bed.add_node("n1")
     assert add(bed, n1, "a", bin_dir, node_conf(bed, n1, peers=[dict(N1, vtep=n1.address)])).ok
-    other = node_conf(bed, n1, name="second", network="198.19.0.0/16", delegate={"bridge": "cnivx2"},
-                      peers=[dict(N1, vtep=n1.address, subnet="198.19.1.0/24")])  # the same default vni: the same device
+    other = node_conf(
+        bed, n1, name="second", network="198.19.0.0/16", delegate={"bridge": "cnivx2"}, peers=[dict(N1, vtep=n1.address, subnet="198.19.1.0/24")]
+    )  # the same default vni: the same device
     out = add(bed, n1, "b", bin_dir, other)
     assert out.rc != 0 and out.json["code"] == 103 and "the same vni" in out.json["details"], out
     addresses = [a["local"] for a in n1.ns.ipj("addr", "show", "cnivx.1")[0]["addr_info"] if a["family"] == "inet"]
@@ -243,7 +366,7 @@ def test_a_copy_of_a_network_under_another_name_is_refused(bed, bin_dir):
     before = links(n1)
     out = add(bed, n1, "b", bin_dir, dict(first, name="copy", delegate={"bridge": "cnivx2"}))
     assert out.rc != 0 and out.json["code"] == 103 and "'overlay'" in out.json["msg"], out
-    assert links(n1) == before and [l["ifname"] for l in n1.pods["b"].ipj("link", "show")] == ["lo"]
+    assert links(n1) == before and [link["ifname"] for link in n1.pods["b"].ipj("link", "show")] == ["lo"]
     assert add(bed, n1, "c", bin_dir, first).ok  # the owner itself goes on
 
 
@@ -257,8 +380,15 @@ def test_peers_of_the_other_family_than_this_nodes_vtep_are_refused(bed, bin_dir
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("change", [{"peers": [N1, dict(N2, mac="ff:ff:ff:ff:ff:ff")]}, {"peers": [N1, dict(N2, mac="not-a-mac")]},
-                                    {"peerSource": "etcd", "etcd": {"endpoints": ["http://[::1"]}}, {"etcd": {"endpoints": ["http://"]}, "peerSource": "etcd"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"peers": [N1, dict(N2, mac="ff:ff:ff:ff:ff:ff")]},
+        {"peers": [N1, dict(N2, mac="not-a-mac")]},
+        {"peerSource": "etcd", "etcd": {"endpoints": ["http://[::1"]}},
+        {"etcd": {"endpoints": ["http://"]}, "peerSource": "etcd"},
+    ],
+)
 def test_the_plugin_answers_code_7_not_999(bed, bin_dir, change):
     n1 = bed.add_node("n1")
     out = add(bed, n1, "a", bin_dir, node_conf(bed, n1, **change))
@@ -295,11 +425,10 @@ HOSTILE_RECORDS = {
 @pytest.mark.parametrize("case", list(HOSTILE_RECORDS))
 def test_a_hostile_lease_record_is_skipped_not_fatal(case):
     """snapshot() skips records whose decoding raises ValueError, KeyError or TypeError: nothing else may escape."""
+    import base64
     import json
 
     from cni_vxlan.store import _decode_lease
-
-    import base64
 
     b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731 - the wire form etcd's JSON gateway sends
     kv = etcd.KV({"key": b64(b"/cnit/overlay/subnets/198.18.9.0-24"), "value": b64(json.dumps(HOSTILE_RECORDS[case]).encode()), "mod_revision": 5})

@@ -3,6 +3,7 @@
 core.py is the only module importing pyroute2; link.py, addr.py and sysctl.py
 build the operations the plugins need on top of it.
 """
+
 from common.netlink.addr import *  # noqa: F401,F403
 from common.netlink.core import LinkExists, LinkNotFound, Netlink, NetlinkError, host, inside  # noqa: F401
 from common.netlink.link import *  # noqa: F401,F403

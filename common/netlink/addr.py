@@ -1,8 +1,9 @@
 """Addresses, routes, neighbours and FDB entries."""
+
 import errno
 import socket
 from dataclasses import dataclass
-from ipaddress import ip_address, ip_interface, ip_network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network, ip_address, ip_interface, ip_network
 
 from common.netlink.core import (
     CHANGE,
@@ -47,7 +48,7 @@ class Address:
     """An address assigned to a link (RTM_NEWADDR)."""
 
     index: int
-    address: object  # IPv4Interface | IPv6Interface
+    address: IPv4Interface | IPv6Interface
     flags: int
     scope: int
 
@@ -83,7 +84,7 @@ def _addr_msg(index: int, iface, flags: int = 0):
     msg["prefixlen"] = iface.network.prefixlen
     msg["index"] = index
     msg["flags"] = flags & 0xFF
-    attrs = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+    attrs: list[tuple[str, object]] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
     if iface.version == 4 and iface.network.prefixlen < 31:
         # as `ip addr add ... brd +` and the reference's netlink library do
         attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
@@ -121,8 +122,8 @@ def del_address(nl: Netlink, index: int, iface) -> bool:
 class RouteEntry:
     """A route in the kernel's table (RTM_NEWROUTE)."""
 
-    dst: object  # IPv4Network | IPv6Network
-    gw: object | None
+    dst: IPv4Network | IPv6Network
+    gw: IPv4Address | IPv6Address | None
     oif: int
     table: int
     priority: int
@@ -173,7 +174,18 @@ def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN
     return out
 
 
-def _route_msg(dst, gw=None, oif: int = 0, table: int | None = None, priority: int = 0, scope: int | None = None, proto: int = RTPROT_BOOT, onlink: bool = False, mtu: int = 0, advmss: int = 0):
+def _route_msg(
+    dst,
+    gw=None,
+    oif: int = 0,
+    table: int | None = None,
+    priority: int = 0,
+    scope: int | None = None,
+    proto: int = RTPROT_BOOT,
+    onlink: bool = False,
+    mtu: int = 0,
+    advmss: int = 0,
+):
     msg = rtmsg()
     msg["family"] = _family(dst.version)
     msg["dst_len"] = dst.prefixlen
@@ -183,7 +195,7 @@ def _route_msg(dst, gw=None, oif: int = 0, table: int | None = None, priority: i
     msg["type"] = RTN_UNICAST
     msg["scope"] = RT_SCOPE_UNIVERSE if scope is None else scope
     msg["flags"] = RTNH_F_ONLINK if onlink else 0
-    attrs = []
+    attrs: list[tuple[str, object]] = []
     if dst.prefixlen:
         attrs.append(("RTA_DST", str(dst.network_address)))
     if gw is not None:
@@ -237,7 +249,7 @@ class Neighbour:
     """A neighbour or FDB entry (RTM_NEWNEIGH)."""
 
     index: int
-    dst: object  # an IP address, or for FDB entries the remote VTEP (or None)
+    dst: IPv4Address | IPv6Address | None  # an IP address, or for FDB entries the remote VTEP (or None)
     mac: str
     state: int
     flags: int

@@ -7,6 +7,7 @@ only its message classes (ifinfmsg, ifaddrmsg, rtmsg, ndmsg) to encode and
 decode; the socket, sequencing, acks and errno translation are ours.
 Pinned: pyroute2==0.9.7.
 """
+
 import errno
 import os
 import socket
@@ -14,6 +15,10 @@ import struct
 import sys
 
 from common.errors import CNIError, from_os_error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing here (type checkers go by the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _register_pyroute2_package() -> None:
@@ -43,7 +48,7 @@ def _register_pyroute2_config() -> None:
     """
     if "pyroute2.config" in sys.modules:
         return
-    parent = sys.modules["pyroute2"]
+    parent: Any = sys.modules["pyroute2"]  # modules we fill in by hand: attributes type checkers cannot know
     for finder in sys.meta_path:
         find_spec = getattr(finder, "find_spec", None)
         spec = find_spec("pyroute2.config", parent.__path__) if find_spec else None
@@ -51,7 +56,7 @@ def _register_pyroute2_config() -> None:
             break
     else:
         raise ImportError("pyroute2.config is missing")
-    config = type(sys)("pyroute2.config")
+    config: Any = type(sys)("pyroute2.config")
     config.__spec__, config.__loader__, config.__file__ = spec, spec.loader, spec.origin
     config.__package__, config.__path__ = "pyroute2.config", list(spec.submodule_search_locations or [])
     config.AF_BRIDGE = getattr(socket, "AF_BRIDGE", 7)
@@ -177,7 +182,8 @@ class Netlink:
         return replies  # after three interrupted dumps: the last, best-effort view
 
     def _collect(self, cls, seq: int, what: str):
-        replies, interrupted = [], False
+        replies: list = []
+        interrupted = False
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0

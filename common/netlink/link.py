@@ -1,4 +1,5 @@
 """Links: look up, create (bridge, veth, vxlan), change, delete; bridge ports and VLANs."""
+
 import errno
 import os
 from dataclasses import dataclass
@@ -119,14 +120,14 @@ def list_links(nl: Netlink) -> list[Link]:
     return [_decode(m) for m in nl.request(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, "list links")]
 
 
-def _create(nl: Netlink, name: str, kind: str, data: list | None = None, mtu: int = 0, mac: str | None = None, extra: list = ()) -> None:
-    attrs = [("IFLA_IFNAME", name)]
+def _create(nl: Netlink, name: str, kind: str, data: list | None = None, mtu: int = 0, mac: str | None = None, extra: tuple | list = ()) -> None:
+    attrs: list[tuple[str, object]] = [("IFLA_IFNAME", name)]
     if mtu:
         attrs.append(("IFLA_MTU", mtu))
     if mac:
         attrs.append(("IFLA_ADDRESS", mac))
     attrs.extend(extra)
-    info = [("IFLA_INFO_KIND", kind)]
+    info: list[tuple[str, object]] = [("IFLA_INFO_KIND", kind)]
     if data:
         info.append(("IFLA_INFO_DATA", {"attrs": data}))
     attrs.append(("IFLA_LINKINFO", {"attrs": info}))
@@ -150,7 +151,7 @@ def create_veth(nl: Netlink, name: str, peer_name: str, peer_ns, mtu: int = 0, p
 
     With peer_ns None both ends stay in this namespace.
     """
-    peer = [("IFLA_IFNAME", peer_name)]
+    peer: list[tuple[str, object]] = [("IFLA_IFNAME", peer_name)]
     if peer_ns is not None:
         peer.append(("IFLA_NET_NS_FD", peer_ns.fd))
     if mtu:
@@ -160,7 +161,9 @@ def create_veth(nl: Netlink, name: str, peer_name: str, peer_ns, mtu: int = 0, p
     _create(nl, name, "veth", [("VETH_INFO_PEER", {"attrs": peer})], mtu)
 
 
-def create_vxlan(nl: Netlink, name: str, vni: int, port: int, local, link_index: int, mac: str, mtu: int = 0, learning: bool = False, gbp: bool = False) -> None:
+def create_vxlan(
+    nl: Netlink, name: str, vni: int, port: int, local, link_index: int, mac: str, mtu: int = 0, learning: bool = False, gbp: bool = False
+) -> None:
     data = [
         ("IFLA_VXLAN_ID", vni),
         ("IFLA_VXLAN_PORT", port),
@@ -198,8 +201,17 @@ def delete_link(nl: Netlink, name: str | None = None, index: int = 0) -> bool:
     return True
 
 
-def set_link(nl: Netlink, index: int, up: bool | None = None, promisc: bool | None = None, master: int | None = None, mtu: int = 0,
-             mac: str | None = None, netns_fd: int | None = None, alias: str | None = None) -> None:
+def set_link(
+    nl: Netlink,
+    index: int,
+    up: bool | None = None,
+    promisc: bool | None = None,
+    master: int | None = None,
+    mtu: int = 0,
+    mac: str | None = None,
+    netns_fd: int | None = None,
+    alias: str | None = None,
+) -> None:
     msg = ifinfmsg()
     msg["index"] = index
     flags = change = 0
@@ -208,7 +220,7 @@ def set_link(nl: Netlink, index: int, up: bool | None = None, promisc: bool | No
             change |= bit
             flags |= bit if wanted else 0
     msg["flags"], msg["change"] = flags, change
-    attrs = []
+    attrs: list[tuple[str, object]] = []
     if master is not None:
         attrs.append(("IFLA_MASTER", master))
     if mtu:
@@ -280,4 +292,3 @@ def port_vlans(nl: Netlink, index: int) -> list[tuple[int, int]]:
 def random_veth_name() -> str:
     # the reference's scheme: NetworkManager ignores veth* devices
     return "veth" + os.urandom(4).hex()
-

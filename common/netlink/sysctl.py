@@ -3,6 +3,7 @@
 /proc/sys/net resolves to the namespace of the thread that opens the file, so
 a container's knobs are written inside `netns.entered(ns)`.
 """
+
 import os
 
 ROOT = "/proc/sys/net/"

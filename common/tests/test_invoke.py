@@ -1,4 +1,5 @@
 """Delegation: the in-process fast path must be indistinguishable from exec'ing the plugin."""
+
 import json
 import os
 
@@ -13,7 +14,14 @@ pytestmark = pytest.mark.root
 
 
 def cmd_args(command, config, netns_path, cid, bin_dir, exec_path: bool) -> CmdArgs:
-    environ = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns_path, "CNI_IFNAME": "eth0", "CNI_PATH": bin_dir, "PATH": os.environ["PATH"]}
+    environ = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns_path,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": bin_dir,
+        "PATH": os.environ["PATH"],
+    }
     if exec_path:
         environ["CNI_DELEGATE_EXEC"] = "1"
     stdin = json.dumps(config).encode()
@@ -34,9 +42,16 @@ def outcome(command, config, netns_path, cid, bin_dir, exec_path):
 @pytest.mark.parametrize("version", ["0.2.0", "0.4.0", "1.0.0", "1.1.0"])
 def test_in_process_and_exec_give_identical_results(version, bin_dir, container, tmp_path):
     def config(data_dir):
-        return {"cniVersion": version, "name": "inv", "ipam": {
-            "type": "host-local", "dataDir": data_dir, "routes": [{"dst": "0.0.0.0/0"}],
-            "ranges": [[{"subnet": "10.50.0.0/30"}], [{"subnet": "2001:db8:50::/64"}]]}}
+        return {
+            "cniVersion": version,
+            "name": "inv",
+            "ipam": {
+                "type": "host-local",
+                "dataDir": data_dir,
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "ranges": [[{"subnet": "10.50.0.0/30"}], [{"subnet": "2001:db8:50::/64"}]],
+            },
+        }
 
     steps = [("ADD", "a"), ("ADD", "a"), ("ADD", "b"), ("CHECK", "b"), ("CHECK", "zz"), ("DEL", "a"), ("ADD", "c"), ("DEL", "b"), ("DEL", "b")]
     if version == "0.2.0":

@@ -1,4 +1,5 @@
 """The shared netlink helper against the real kernel, inside throw-away namespaces."""
+
 import os
 from ipaddress import ip_address, ip_interface, ip_network
 
@@ -75,7 +76,9 @@ def test_addresses_routes_and_ecmp(pair):
     assert netlink.add_route(cl, ip_network("198.51.100.0/24"), ip_address("10.60.0.2"), eth0.index, append=True)
     main = netlink.list_routes(cl, 4)
     assert [(str(r.dst), str(r.gw)) for r in main if str(r.dst) == "198.51.100.0/24"] == [
-        ("198.51.100.0/24", "10.60.0.1"), ("198.51.100.0/24", "10.60.0.2")]
+        ("198.51.100.0/24", "10.60.0.1"),
+        ("198.51.100.0/24", "10.60.0.2"),
+    ]
     (r100,) = netlink.list_routes(cl, 4, table=100)
     assert (str(r100.dst), r100.priority) == ("192.0.2.0/24", 7)
     assert netlink.del_route(cl, ip_network("0.0.0.0/0"), gw, eth0.index) is True

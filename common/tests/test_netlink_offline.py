@@ -6,6 +6,7 @@ docstring lists the topology (ul0/ul1, br0, veth0/veth1, vx42, four routes) the
 assertions below rely on.  Interface indexes are the recorded ones (lo 1, ul1 2,
 ul0 3, br0 4, veth1 5, veth0 6, vx42 7) but the tests look them up by name.
 """
+
 import errno
 import os
 import socket
@@ -355,12 +356,12 @@ def test_netlink_error_fields_and_code_mapping():
 @pytest.fixture
 def links(fake) -> dict:
     nl = fake(script=[datagrams("link_dump")])
-    return {l.name: l for l in link.list_links(nl)}
+    return {lk.name: lk for lk in link.list_links(nl)}
 
 
 def test_link_dump_decodes_every_device(links):
     assert list(links) == ["lo", "ul1", "ul0", "br0", "veth1", "veth0", "vx42"]
-    assert [l.index for l in links.values()] == [1, 2, 3, 4, 5, 6, 7]
+    assert [lk.index for lk in links.values()] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_loopback(links):
@@ -391,8 +392,15 @@ def test_veth_pair_and_bridge_port(links):
 def test_vxlan(links):
     vx = links["vx42"]
     assert (vx.kind, vx.mac, vx.mtu, vx.alias) == ("vxlan", "0e:56:c6:12:01:00", 1450, "overlay-test")
-    assert vx.vxlan == {"vni": 42, "port": 4789, "local": "192.0.2.1", "link": links["ul0"].index,
-                        "learning": False, "gbp": False, "collect_metadata": False}
+    assert vx.vxlan == {
+        "vni": 42,
+        "port": 4789,
+        "local": "192.0.2.1",
+        "link": links["ul0"].index,
+        "learning": False,
+        "gbp": False,
+        "collect_metadata": False,
+    }
     assert links["ul0"].alias == "" and links["ul0"].vxlan is None
 
 
@@ -498,7 +506,14 @@ def test_ipv4_route_dump_of_the_main_table(fake):
     assert (r.gw, r.oif, r.table, r.priority, r.proto, r.scope, r.onlink) == (ip_address("192.0.2.2"), 3, 254, 50, 241, 0, False)
     assert (r.mtu, r.advmss) == (1400, 1360)
     connected = routes["10.1.0.0/24"]
-    assert (connected.gw, connected.oif, connected.proto, connected.scope, connected.mtu, connected.advmss) == (None, 4, addr.RTPROT_KERNEL, addr.RT_SCOPE_LINK, 0, 0)
+    assert (connected.gw, connected.oif, connected.proto, connected.scope, connected.mtu, connected.advmss) == (
+        None,
+        4,
+        addr.RTPROT_KERNEL,
+        addr.RT_SCOPE_LINK,
+        0,
+        0,
+    )
     onlink = routes["198.18.4.0/24"]
     assert onlink.onlink and onlink.gw == ip_address("203.0.113.1") and onlink.proto == addr.RTPROT_BOOT
 

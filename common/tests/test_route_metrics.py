@@ -1,4 +1,5 @@
 """Route fields of CNI 1.1.0 (mtu, advmss, priority, table, scope): parsed strictly, applied as kernel metrics."""
+
 from ipaddress import ip_address, ip_interface, ip_network
 
 import pytest

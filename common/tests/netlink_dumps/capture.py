@@ -42,6 +42,7 @@ File format: ``#`` lines are comments; every other line is the hex of one
 datagram exactly as recv() returned it.  Request n (counting from 1, in the
 order above) was sent with sequence number n; the replies carry it.
 """
+
 import os
 import socket
 import struct
