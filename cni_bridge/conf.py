@@ -138,7 +138,9 @@ def _masq_backend(top: Obj) -> str:
     backend = top.str("ipMasqBackend")
     if backend is None:
         # nftables when the tool is there: one atomic transaction per ADD, comments that DEL and GC key on
-        return "nftables" if any(os.access(f"{d}/nft", os.X_OK) for d in ("/usr/sbin", "/sbin", "/usr/bin")) else "iptables"
+        from common import firewall  # the one list of where firewall tools live
+
+        return "nftables" if firewall.tool("nft") is not None else "iptables"
     if backend not in MASQ_BACKENDS:
         raise CNIError(Code.INVALID_CONFIG, f"unknown ipmasq backend {backend!r}", "want 'nftables' or 'iptables'")
     return backend

@@ -38,8 +38,7 @@ def instance_hash(network: str, ifname: str, container_id: str) -> str:
 
 
 def nft_comment(network: str, ifname: str, container_id: str) -> str:
-    text = f"{instance_hash(network, ifname, container_id)}, net: {network}, if: {ifname}, id: {container_id}".replace('"', "")
-    return text.encode()[:128].decode("utf-8", "ignore")
+    return firewall.comment(f"{instance_hash(network, ifname, container_id)}, net: {network}, if: {ifname}, id: {container_id}")
 
 
 def chain_name(network: str, container_id: str) -> str:

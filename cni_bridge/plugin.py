@@ -19,7 +19,7 @@ from cni_bridge.conf import BridgeConf, data_dir_of
 from cni_bridge.state import Records
 from common import invoke, netlink, skel
 from common.config import valid_attachments
-from common.errors import CNIError, Code
+from common.errors import CNIError, Code, incomplete, step
 from common.types import Interface, IPConfig, Result, Route, default_route
 
 log = logging.getLogger(__name__)
@@ -237,23 +237,23 @@ def delete(args: skel.CmdArgs) -> None:
     errors: list[CNIError] = []
     with ExitStack() as held:
         entry = _lock_attachment(held, errors, Records(conf.data_dir, conf.name), args)
-        record = _step(errors, "reading the attachment record", entry.read) if entry else None
-        _step(errors, "deleting the interface", _delete_links, args, record)
+        record = step(errors, "reading the attachment record", entry.read) if entry else None
+        step(errors, "deleting the interface", _delete_links, args, record)
         if conf.layer3:
-            _step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
+            step(errors, "releasing the address", invoke.delegate, "DEL", conf.ipam_type, args)
         if conf.mac_spoof_check:
             from cni_bridge import spoofcheck
 
-            _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
+            step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
         if conf.layer3 and conf.ip_masq:
             from cni_bridge import masq
 
-            _step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
+            step(errors, "removing masquerade rules", masq.teardown, conf.name, args.ifname, args.container_id)
         if errors:
-            raise _incomplete("DEL", errors)  # the record stays: a retried DEL still knows the host veth
-        _step(errors, "removing the attachment record", entry.remove)
+            raise incomplete("DEL", errors)  # the record stays: a retried DEL still knows the host veth
+        step(errors, "removing the attachment record", entry.remove)
     if errors:
-        raise _incomplete("DEL", errors)
+        raise incomplete("DEL", errors)
 
 
 def _lock_attachment(held: ExitStack, errors: list[CNIError], records: Records | None, args):
@@ -272,23 +272,6 @@ def _lock_attachment(held: ExitStack, errors: list[CNIError], records: Records |
             raise
         errors.append(CNIError(err.code, f"reading the attachment record: {err.msg}", err.details))
         return None
-
-
-def _step(errors: list[CNIError], what: str, fn, *args):
-    """Run one cleanup step; a failure is noted and the remaining steps still run."""
-    try:
-        return fn(*args)
-    except CNIError as err:
-        errors.append(CNIError(err.code, f"{what}: {err.msg}", err.details))
-    except OSError as err:  # the kernel or a tool
-        errors.append(CNIError(Code.KERNEL_REFUSED, f"{what}: {err.strerror or err}", ""))
-    return None
-
-
-def _incomplete(command: str, errors: list[CNIError]) -> CNIError:
-    """The first failure's code (a lock timeout stays 11, a config error 7), every failure in the details."""
-    first = errors[0]
-    return CNIError(first.code, f"{command} incomplete: {first.msg}", "; ".join(str(e) for e in errors))
 
 
 def _delete_links(args, record) -> None:
@@ -333,18 +316,18 @@ def _delete_without_config(args, err: CNIError) -> None:
     errors: list[CNIError] = []
     with ExitStack() as held:
         entry = _lock_attachment(held, errors, records, args)
-        record = _step(errors, "reading the attachment record", entry.read) if entry else None
-        _step(errors, "deleting the interface", _delete_links, args, record)
-        _step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
-        _step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
+        record = step(errors, "reading the attachment record", entry.read) if entry else None
+        step(errors, "deleting the interface", _delete_links, args, record)
+        step(errors, "removing masquerade rules", masq.teardown, args.config["name"], args.ifname, args.container_id)
+        step(errors, "removing macspoofchk rules", spoofcheck.teardown, args.container_id, args.ifname)
         if type(ipam_type) is str and ipam_type:
-            _step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
+            step(errors, "releasing the address", invoke.delegate, "DEL", ipam_type, args)
         elif ipam:
             errors.append(CNIError(err.code, "releasing the address: no IPAM plugin named"))
         if errors:
             raise CNIError(err.code, err.msg, "; ".join([err.details] + [str(e) for e in errors]).strip("; "))
         if entry:
-            _step(errors, "removing the attachment record", entry.remove)
+            step(errors, "removing the attachment record", entry.remove)
     log.warning("DEL with an invalid config (%s): interface, rules and address released", err)
 
 
@@ -368,15 +351,15 @@ def gc(args: skel.CmdArgs) -> None:
     records = Records(conf.data_dir, conf.name)
     errors: list[CNIError] = []
     with netlink.host() as host:
-        for record in _step(errors, "reading the attachment records", records.all) or ():
+        for record in step(errors, "reading the attachment records", records.all) or ():
             if (record.container_id, record.ifname) not in valid:
-                _step(errors, f"collecting {record.container_id}/{record.ifname}", _collect, host, records, record)
-    _step(errors, "removing the locks of killed calls", records.collect_orphan_locks)
-    _step(errors, "removing masquerade rules", masq.collect, conf.name, valid)
+                step(errors, f"collecting {record.container_id}/{record.ifname}", _collect, host, records, record)
+    step(errors, "removing the locks of killed calls", records.collect_orphan_locks)
+    step(errors, "removing masquerade rules", masq.collect, conf.name, valid)
     if conf.layer3:
-        _step(errors, "IPAM GC", invoke.delegate, "GC", conf.ipam_type, args)
+        step(errors, "IPAM GC", invoke.delegate, "GC", conf.ipam_type, args)
     if errors:
-        raise _incomplete("GC", errors)
+        raise incomplete("GC", errors)
 
 
 def _collect(host, records: Records, record) -> None:
@@ -403,7 +386,7 @@ def status(args: skel.CmdArgs) -> None:
         invoke.delegate("STATUS", conf.ipam_type, args)
 
 
-PLUGIN = skel.Plugin("bridge", add, delete, check, gc, status, about="CNI bridge plugin (cni-python-suite)")
+PLUGIN = skel.Plugin(name="bridge", add=add, delete=delete, check=check, gc=gc, status=status, about="CNI bridge plugin (cni-python-suite)")
 
 
 def main() -> None:

@@ -122,7 +122,9 @@ def status(args: skel.CmdArgs) -> None:
         raise CNIError(Code.NOT_AVAILABLE, f"host-local cannot allocate: {err.msg}", err.details) from None
 
 
-PLUGIN = skel.Plugin("host-local", add, delete, check, gc, status, about="CNI host-local IPAM plugin (cni-python-suite)")
+PLUGIN = skel.Plugin(
+    name="host-local", add=add, delete=delete, check=check, gc=gc, status=status, about="CNI host-local IPAM plugin (cni-python-suite)"
+)
 
 
 def main() -> None:

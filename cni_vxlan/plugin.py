@@ -18,7 +18,7 @@ from cni_vxlan.conf import DEFAULT_DATA_DIR, VxlanConf
 from cni_vxlan.reconcile import plan, programmed
 from common import invoke, netlink, records, skel
 from common.config import valid_attachments
-from common.errors import CNIError, Code
+from common.errors import CNIError, Code, incomplete, step
 from common.types import Interface, Result
 
 log = logging.getLogger(__name__)
@@ -206,21 +206,19 @@ def gc(args: skel.CmdArgs) -> None:
         log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
         valid = set()
     saved_configs = _saved_configs(conf.data_dir, conf.name)
-    errors = []
+    errors: list[CNIError] = []
     for doc in saved_configs.all():
         cid, ifname = doc["container_id"], doc["ifname"]
         if (cid, ifname) in valid or _saved(doc) is None:
             continue
-        try:  # the runtime's DEL never came: replay it, as libcni's GC does for cached attachments
-            _collect(saved_configs, replace(args, container_id=cid, ifname=ifname))
-        except CNIError as err:
-            errors.append(f"{cid}/{ifname}: {err}")
-    saved_configs.collect_orphan_locks()
+        # the runtime's DEL never came: replay it, as libcni's GC does for cached attachments
+        step(errors, f"collecting {cid}/{ifname}", _collect, saved_configs, replace(args, container_id=cid, ifname=ifname))
+    step(errors, "removing the locks of killed calls", saved_configs.collect_orphan_locks)
     forwarded = _node_delegate(conf, args)
     if forwarded is not None:  # forward GC to the delegate, and through it to host-local
         invoke.delegate("GC", forwarded["type"], args, forwarded)
     if errors:
-        raise CNIError(Code.KERNEL_REFUSED, "GC incomplete", "; ".join(errors))
+        raise incomplete("GC", errors)
 
 
 def _collect(saved_configs: records.Records, args) -> None:
@@ -266,7 +264,7 @@ def status(args: skel.CmdArgs) -> None:
         invoke.delegate("STATUS", delegate["type"], args, delegate)
 
 
-PLUGIN = skel.Plugin("vxlan", add, delete, check, gc, status, about="CNI vxlan overlay plugin (cni-python-suite)")
+PLUGIN = skel.Plugin(name="vxlan", add=add, delete=delete, check=check, gc=gc, status=status, about="CNI vxlan overlay plugin (cni-python-suite)")
 
 
 def main() -> None:

@@ -66,3 +66,21 @@ def from_os_error(err: OSError, what: str = "") -> CNIError:
     if err.errno in _GONE_ERRNOS or err.errno in _BUSY_ERRNOS:
         return CNIError(Code.TRY_AGAIN_LATER, msg, f"{text}; an object this call used changed meanwhile, retry")
     return CNIError(Code.KERNEL_REFUSED, msg, text)
+
+
+def step(errors: list[CNIError], what: str, fn, *args):
+    """Run one clean-up step of DEL or GC: a failure is noted and the remaining steps still run."""
+    try:
+        return fn(*args)
+    except CNIError as err:
+        errors.append(CNIError(err.code, f"{what}: {err.msg}", err.details))
+    except OSError as err:  # the kernel or a tool
+        mapped = from_os_error(err)
+        errors.append(CNIError(mapped.code, f"{what}: {err.strerror or err}", ""))
+    return None
+
+
+def incomplete(command: str, errors: list[CNIError]) -> CNIError:
+    """The first failure's code (a lock timeout stays 11, a config error 7), every failure in the details."""
+    first = errors[0]
+    return CNIError(first.code, f"{command} incomplete: {first.msg}", "; ".join(str(e) for e in errors))

@@ -28,10 +28,15 @@ def tool(name: str) -> str | None:
     return None
 
 
-def quote(text: str, limit: int = 128) -> str:
-    """A comment for a rule: no quotes or control characters, at most `limit` bytes."""
+def comment(text: str, limit: int = 128) -> str:
+    """A rule's comment as the tools store it: no quotes or control characters, at most `limit` bytes."""
     clean = "".join(ch for ch in text if ch != '"' and ord(ch) >= 32)
-    return '"' + clean.encode()[:limit].decode("utf-8", "ignore") + '"'
+    return clean.encode()[:limit].decode("utf-8", "ignore")
+
+
+def quote(text: str, limit: int = 128) -> str:
+    """comment(), quoted for a rule."""
+    return '"' + comment(text, limit) + '"'
 
 
 def nft(script: str, what: str) -> None:

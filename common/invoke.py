@@ -73,8 +73,7 @@ def delegate(command: str, plugin_type: str, args, config: dict | None = None):
         sub = replace(sub, config=config, stdin=json.dumps(config).encode())
     plugin = in_process(plugin_type, args.environ)
     if plugin is not None:
-        handler = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}[command]
-        return handler(sub)
+        return plugin.handler(command)(sub)
     return _exec(command, plugin_type, sub, _timeout(args.environ))
 
 

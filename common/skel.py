@@ -52,18 +52,26 @@ class CmdArgs:
     environ: Mapping[str, str] = field(repr=False, default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plugin:
-    """A plugin's name and its command handlers."""
+    """A plugin's name and its command handlers; a command without one is refused (4)."""
 
     name: str
     add: "Callable[[CmdArgs], Result]"
     delete: Callable[[CmdArgs], None]
-    check: Callable[[CmdArgs], None]
-    gc: Callable[[CmdArgs], None]
-    status: Callable[[CmdArgs], None]
+    check: Callable[[CmdArgs], None] | None = None
+    gc: Callable[[CmdArgs], None] | None = None
+    status: Callable[[CmdArgs], None] | None = None
     versions: tuple[str, ...] = SUPPORTED_VERSIONS
     about: str = ""
+
+    def handler(self, command: str) -> "Callable[[CmdArgs], Result | None]":
+        """The one map from a CNI command to its handler (the protocol layer and delegation use it)."""
+        handlers = {"ADD": self.add, "DEL": self.delete, "CHECK": self.check, "GC": self.gc, "STATUS": self.status}
+        found = handlers.get(command)
+        if found is None:
+            raise CNIError(Code.INVALID_ENV, f"{self.name} does not support {command}")
+        return found
 
 
 class Interrupted(BaseException):
@@ -259,17 +267,14 @@ def _dispatch(plugin: Plugin, inv: _Invocation, command: str, stdout, stderr) ->
 
     args = inv.parse(command)
     log.setup(plugin.name, args.container_id, args.config.get("logLevel"), args.config.get("logFile"), stderr)
-    handlers = {"DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}
+    handler = plugin.handler(command)
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if command == "ADD":
-            result = plugin.add(args)
-        else:
-            handlers[command](args)
+        result = handler(args)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if command == "ADD":
+        for sig, saved in previous.items():
+            signal.signal(sig, saved)
+    if command == "ADD" and result is not None:  # the one command that answers with a result
         _write(stdout, dumps(result.to_wire(args.cni_version)) + "\n")
     return 0
 

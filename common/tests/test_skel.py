@@ -31,7 +31,7 @@ class Recorder:
 
     def plugin(self):
         h = self.handler
-        return skel.Plugin("fake", h("ADD"), h("DEL"), h("CHECK"), h("GC"), h("STATUS"))
+        return skel.Plugin(name="fake", add=h("ADD"), delete=h("DEL"), check=h("CHECK"), gc=h("GC"), status=h("STATUS"))
 
 
 def invoke(env, stdin=b'{"cniVersion":"1.0.0","name":"net"}', raise_=None):
@@ -199,3 +199,17 @@ def test_del_with_a_vanished_netns_runs_without_one(path):
 def test_invalid_cni_args_pair_is_code_4():
     rc, out, _, _ = invoke(env(CNI_ARGS="a=b;novalue"))
     assert out["code"] == 4 and "CNI_ARGS" in out["msg"]
+
+
+@pytest.mark.unit
+def test_a_command_without_a_handler_is_refused_with_4():
+    """Plugins declare only what they do: a command left out is refused, never a crash."""
+    from common.types import Result
+
+    plugin = skel.Plugin(name="minimal", add=lambda args: Result(), delete=lambda args: None)
+    env = {"CNI_COMMAND": "GC", "CNI_PATH": "/bin"}
+    out = io.StringIO()
+    rc = skel.run(plugin, env, io.BytesIO(b'{"cniVersion":"1.1.0","name":"net"}'), out, io.StringIO())
+    error = json.loads(out.getvalue())
+    assert rc == 1 and error["code"] == 4 and "does not support GC" in error["msg"], error
+    assert plugin.handler("DEL") is not None
