@@ -98,7 +98,7 @@ def add(args: skel.CmdArgs) -> Result:
         undo.callback(_quietly, netlink.delete_link, host, veth.name)
         bridge.attach_port(host, br, veth, conf)
         cont_link = netlink.get_link(cont, args.ifname)
-        if conf.mac_spoof_check:  # spoofcheck was imported above, where the names were validated
+        if conf.mac_spoof_check:  # spoofcheck was imported above, only when configured
             undo.callback(_quietly, spoofcheck.teardown, args.container_id, args.ifname)
             spoofcheck.setup(veth.name, cont_link.mac, args.container_id, args.ifname)
         result = Result(

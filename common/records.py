@@ -36,13 +36,16 @@ def _legacy_name(container_id: str, ifname: str) -> str:
 class Entry:
     """One attachment's document, used while its lock is held."""
 
-    def __init__(self, records: "Records", dirfd: int | None, container_id: str, ifname: str):
+    def __init__(self, records: "Records", dirfd: int | None, container_id: str, ifname: str, key: str):
         self.records, self.dirfd = records, dirfd
         self.pair = (container_id, ifname)
-        self.name = attachment.key(container_id, ifname) + ".json"
+        self.name = key + ".json"
 
     def read(self) -> dict | None:
-        return None if self.dirfd is None else self.records.find(self.dirfd, *self.pair)
+        if self.dirfd is None:
+            return None
+        doc = self.records.load(self.dirfd, self.name, self.pair)
+        return doc if doc is not None else self.records.load(self.dirfd, _legacy_name(*self.pair), self.pair)
 
     def write(self, doc: dict) -> None:
         doc = dict(doc, container_id=self.pair[0], ifname=self.pair[1])
@@ -92,7 +95,8 @@ class Records:
         refused ADD leaves the node as it found it, and a waiter that finds
         its directory gone opens it anew.
         """
-        lock_name = attachment.key(container_id, ifname) + ".lock"
+        key = attachment.key(container_id, ifname)
+        lock_name = key + ".lock"
         what = f"attachment {container_id}/{ifname} of network {self.network}"
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
@@ -104,7 +108,7 @@ class Records:
                     raise statedir.DirectoryGone(what)
                 continue
             if dirfd is None:
-                yield Entry(self, None, container_id, ifname)
+                yield Entry(self, None, container_id, ifname, key)
                 return
             try:
                 held = statedir.lock_file(dirfd, lock_name, max(deadline - time.monotonic(), 0.001), what, wait)
@@ -118,7 +122,7 @@ class Records:
                 statedir.remove_empty(created)
                 raise
         try:
-            yield None if held is None else Entry(self, dirfd, container_id, ifname)
+            yield None if held is None else Entry(self, dirfd, container_id, ifname, key)
         finally:
             if held is not None:
                 held.remove()  # a lock file exists only while a call runs (or a killed one left it)
@@ -143,14 +147,9 @@ class Records:
         if dirfd is None:
             return None
         try:
-            return self.find(dirfd, container_id, ifname)
+            return Entry(self, dirfd, container_id, ifname, attachment.key(container_id, ifname)).read()
         finally:
             os.close(dirfd)
-
-    def find(self, dirfd: int, container_id: str, ifname: str) -> dict | None:
-        pair = (container_id, ifname)
-        doc = self.load(dirfd, attachment.key(container_id, ifname) + ".json", pair)
-        return doc if doc is not None else self.load(dirfd, _legacy_name(container_id, ifname), pair)
 
     @staticmethod
     def load(dirfd: int, name: str, pair: tuple[str, str] | None = None) -> dict | None:
