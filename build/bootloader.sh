@@ -1,18 +1,23 @@
 #!/bin/sh
-# PyInstaller's onefile bootloader, rebuilt from its pinned source with one
-# patch (build/bootloader-pdeathsig.patch): the forked child asks for SIGKILL
-# when the bootloader dies *before* it waits on the start-up semaphore.
-# Unpatched, a runtime's SIGKILL of the bootloader in that window leaves the
-# child blocked in sem_wait() forever, holding the runtime's stdout pipe
-# (docs/build.md, "Runtime hygiene").  Idempotent: a stamp beside the
-# installed bootloader names the patch it was built with.
+# PyInstaller's onefile bootloader, rebuilt from its pinned source with two
+# changes (docs/build.md):
+# - "Run in place" (build/bootloader-src/pyi_cni_cache.c, hooked in by
+#   build/bootloader-cache.patch): the bundle is extracted once per build into
+#   a verified, root-only cache and Python runs in the bootloader's process;
+# - the per-start fallback keeps a fix (build/bootloader-pdeathsig.patch): the
+#   forked child asks for SIGKILL when the bootloader dies *before* it waits on
+#   the start-up semaphore.  Unpatched, a runtime's SIGKILL of the bootloader
+#   in that window leaves the child blocked in sem_wait() forever, holding the
+#   runtime's stdout pipe ("Runtime hygiene").
+# Idempotent: a stamp beside the installed bootloader names what it was built from.
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 VERSION=6.22.3
 URL=https://files.pythonhosted.org/packages/63/41/f90302845945abd4ed647933ff5ee7c6ac93983187be67f897b6cb613331/pyinstaller-$VERSION.tar.gz
 SHA256=05eb2f5615503e72939a7224d68b4aff572c6b0438ee4a17d0a4b481f399362d
-PATCH=build/bootloader-pdeathsig.patch
+PATCHES="build/bootloader-pdeathsig.patch build/bootloader-cache.patch"
+SOURCES="build/bootloader-src/pyi_cni_cache.c build/bootloader-src/pyi_cni_cache.h"
 work=build/work/bootloader
 
 pkg=$("$PY" -c 'import os, PyInstaller; print(os.path.dirname(PyInstaller.__file__))')
@@ -22,7 +27,7 @@ if [ "$(uname -m)" != x86_64 ]; then
     echo "bootloader: not rebuilt on $(uname -m) (this script knows Linux-64bit-intel only): upstream bootloader kept" >&2
     exit 0
 fi
-want=$(cat "$0" "$PATCH" | sha256sum | cut -c1-16)
+want=$(cat "$0" $PATCHES $SOURCES | sha256sum | cut -c1-16)
 [ -f "$target.cni-$want" ] && exit 0
 
 mkdir -p "$work"
@@ -36,7 +41,8 @@ fi
 rm -rf "$work/src"
 mkdir -p "$work/src"
 tar xzf "$tarball" -C "$work/src" --strip-components=1 "pyinstaller-$VERSION/bootloader" "pyinstaller-$VERSION/PyInstaller/_shared_with_waf.py"
-patch -s -d "$work/src/bootloader" -p1 < "$PATCH"
+for p in $PATCHES; do patch -s -d "$work/src/bootloader" -p1 < "$p"; done
+cp $SOURCES "$work/src/bootloader/src/"
 pyabs=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 log=$PWD/$work/waf.log
 (cd "$work/src/bootloader" && "$pyabs" ./waf --no-universal2 --target-arch=64bit configure build_release >"$log" 2>&1) \

@@ -31,6 +31,8 @@ the interpreter down.
 import os
 import sys
 
+from common import bincache
+
 PR_SET_PDEATHSIG = 1
 SIGKILL = 9
 MULTI_NAMES = ("cni-multi",)
@@ -218,8 +220,13 @@ def hygiene() -> None:
     meipass = getattr(sys, "_MEIPASS", None)
     if not getattr(sys, "frozen", False) or not meipass:
         return
-    bind_to_bootloader(meipass)
     pin_archive()
+    if bincache.running_in_place(meipass):
+        # one process, no parent to bind to; what killed first starts left behind
+        bincache.sweep()
+        sys.meta_path.append(bincache.CacheGone())
+        return
+    bind_to_bootloader(meipass)
     if _mei_owner(os.path.basename(meipass)) is not None:
         sweep(os.path.dirname(meipass), meipass)
 
@@ -244,6 +251,7 @@ def _usage(table: dict) -> int:
     names = ", ".join(sorted(table))
     sys.stderr.write(f"usage: link this binary as one of: {names}; or run cni-multi <name> [args]\n")
     sys.stderr.write("       cni-multi --self-test   import everything this binary holds and report (JSON)\n")
+    sys.stderr.write("       cni-multi --prune-cache remove other builds' unused copies from the run-in-place cache\n")
     return 2
 
 
@@ -301,12 +309,15 @@ def _precompiled_dataclasses() -> None:
 
 
 class LazyExtensions:
-    """Write an extension module (and the libraries it needs) out of the binary on its first import.
+    """Load an extension module no hot path imports, with the libraries it needs, on its first import.
 
-    The spec keeps extension modules no hot path imports out of the bootloader's
-    extraction (_ssl with OpenSSL alone is 5.6 MB, 4-5 ms per start) and bundles
-    each, compressed and base64-encoded, in a module of its own (cni_multi_lazy_<name>).  They go
-    into this run's _MEI directory, which the bootloader removes at exit.
+    The spec keeps these out of the per-start extraction (_ssl with OpenSSL
+    alone is 5.6 MB, 4-5 ms per start) and bundles each, compressed and
+    base64-encoded, in a module of its own (cni_multi_lazy_<name>).  Running
+    in place, the bootloader wrote them into the cache at its first
+    population (cni-lazy/).  Otherwise they are written into this run's _MEI
+    directory, which the bootloader removes at exit, or, if the cache was
+    deleted under us, into a private directory removed at exit.
     """
 
     def __init__(self, extensions: dict):
@@ -324,21 +335,29 @@ class LazyExtensions:
         import _frozen_importlib_external as external
 
         module, order = entry
-        files = dict(import_module(module).FILES)
-        del sys.modules[module]
-        extension = os.path.join(sys._MEIPASS, order[-1])  # the libraries it needs come first
+        directory = os.path.join(sys._MEIPASS, bincache.LAZY_DIR)
+        files: dict = {}  # running in place: all there since the first population
+        if not bincache.running_in_place():
+            directory = sys._MEIPASS
+        elif not os.path.isfile(os.path.join(directory, order[-1])):
+            directory = bincache.scratch_dir()  # the cache was deleted under us
+        if directory != os.path.join(sys._MEIPASS, bincache.LAZY_DIR):
+            files = dict(import_module(module).FILES)
+            del sys.modules[module]
+        extension = os.path.join(directory, order[-1])  # the libraries it needs come first
         for base in order:
-            target_path = os.path.join(sys._MEIPASS, base)
-            try:
-                fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o700)
-            except FileExistsError:
-                continue  # a library another extension brought along, already loaded
-            try:
-                data = memoryview(zlib.decompress(binascii.a2b_base64(files[base])))
-                while data:
-                    data = data[os.write(fd, data) :]
-            finally:
-                os.close(fd)
+            target_path = os.path.join(directory, base)
+            if base in files:
+                try:
+                    fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o700)
+                except FileExistsError:
+                    continue  # a library another extension brought along, already loaded
+                try:
+                    data = memoryview(zlib.decompress(binascii.a2b_base64(files[base])))
+                    while data:
+                        data = data[os.write(fd, data) :]
+                finally:
+                    os.close(fd)
             if target_path != extension:
                 # loaded by path, so the extension's DT_NEEDED entries find it by soname
                 _ctypes.dlopen(target_path, os.RTLD_NOW)
@@ -416,16 +435,33 @@ def self_test(table: dict) -> int:
         "modules": len(MODULES),
         "lazy_extensions": sorted(_lazy_extensions()),
         "runtime_tmpdir": os.path.dirname(meipass) if meipass else "",
+        "in_place": bincache.running_in_place(meipass),
         "failures": failures,
     }
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0 if not failures else 1
 
 
+def prune_cache() -> int:
+    """cni-multi --prune-cache (make install, cni-suite gc): other builds' caches nobody runs from."""
+    meipass = getattr(sys, "_MEIPASS", "")
+    keep = os.path.basename(meipass) if bincache.running_in_place(meipass) else ""
+    removed, busy = bincache.prune(keep)
+    for path in removed:
+        sys.stdout.write(f"removed {path}\n")
+    for path in busy:
+        sys.stdout.write(f"kept {path}: in use\n")
+    why = bincache.why_not()
+    sys.stdout.write(f"running in place from {meipass}\n" if keep else f"not running in place: {why or 'not the binary'}\n")
+    return 0
+
+
 def run(argv: list[str]) -> int:
     table = _table()
     if argv[1:2] == ["--self-test"] and os.path.basename(argv[0]) in MULTI_NAMES:
         return self_test(table)
+    if argv[1:2] == ["--prune-cache"] and os.path.basename(argv[0]) in MULTI_NAMES:
+        return prune_cache()
     name, argv = select(argv)
     entry = table.get(name)
     if entry is None:
@@ -492,6 +528,7 @@ def _exit_now(rc) -> None:
     import atexit
 
     atexit._run_exitfuncs()
+    bincache.remove_scratch()
     if rc is None:
         rc = 0
     elif type(rc) is not int:

@@ -1,8 +1,11 @@
 """The built single-file binary (make build): layout, self-containment, import discipline, process hygiene.
 
-Everything runs the real dist/cni-bin binaries.  Each run gets its own runtime
-temporary directory (TMPDIR), so the _MEI directories a test looks at are its
-own, whatever else runs on the machine.  Mount experiments happen only inside
+Everything runs the real dist/cni-bin binaries.  They run in place from the
+cache (build/tests/test_run_in_place.py tests it) unless a test asks for the
+per-start fallback: FALLBACK runs a command in a private mount namespace
+where the cache root is unusable (world-writable).  Each run gets its own
+runtime temporary directory (TMPDIR), so the _MEI directories a test looks
+at are its own, whatever else runs on the machine.  Mount experiments happen only inside
 private mount namespaces (unshare -m); network objects only in namespaces made
 by conformance.netenv.
 """
@@ -17,6 +20,7 @@ import time
 
 import pytest
 
+from common import bincache
 from conformance.netenv import Netns
 
 pytestmark = pytest.mark.root
@@ -52,6 +56,17 @@ def rt(tmp_path):
     path = tmp_path / "rt"
     path.mkdir(mode=0o700)
     return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_root():
+    """The cache root exists (as the first start would make it), so FALLBACK can mount over it."""
+    os.makedirs(bincache.ROOT, mode=0o700, exist_ok=True)
+
+
+# the per-start fallback: a cache root writable by others is refused (pyi_cni_cache.c); unshare and sh exec, so the pid stays
+FALLBACK = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs -o mode=0777,size=1m cni-fallback {bincache.ROOT} && exec "$@"', "sh"]
 
 
 def run(argv, stdin=b"", env=None, rt=None, timeout=60):
@@ -94,15 +109,17 @@ def test_binary_size_is_within_budget():
     assert os.path.getsize(MULTI) <= SIZE_LIMIT
 
 
-def test_self_test_imports_everything_inside_the_binary(rt):
-    """Every module of ours, and TLS (extracted on first use), load from inside the binary."""
-    proc = run([MULTI, "--self-test"], rt=rt)
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "fallback"])
+def test_self_test_imports_everything_inside_the_binary(rt, in_place):
+    """Every module of ours, and TLS (extracted on first use, or at the cache's first population), load from inside the binary."""
+    proc = run(([] if in_place else FALLBACK) + [MULTI, "--self-test"], rt=rt)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["ok"], report
     assert report["failures"] == []
     assert set(report["plugins"]) == expected_names()
     assert report["openssl"].startswith("OpenSSL")
-    assert report["runtime_tmpdir"] == rt
+    assert report["in_place"] is in_place
+    assert report["runtime_tmpdir"] == (bincache.ROOT if in_place else rt)
     assert report["build"].startswith("cni-multi ")
     assert os.listdir(rt) == []  # the bootloader removed this run's directory, the lazily written TLS files with it
 
@@ -194,13 +211,14 @@ TMPDIR={rt} {MULTI} --self-test
 
 
 def test_noexec_tmp_fails_without_tmpdir_and_works_with_it(netns):
-    """A noexec /tmp breaks the extracted libraries; TMPDIR naming an exec-capable, root-only directory fixes it."""
+    """Falling back, a noexec /tmp breaks the extracted libraries; TMPDIR naming an exec-capable, root-only directory fixes it."""
     container = netns("c").path
     conf = json.dumps(hostlocal_conf("/tmp/data"))  # inside the private /tmp
     cni = f"CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_NETNS={container}"
     # the binaries are bound to /mnt first (private mount namespace): a checkout under /tmp would vanish under the new /tmp
     script = f"""set -e
 mount --make-rprivate /
+mount -t tmpfs -o mode=0777,size=1m cni-fallback {bincache.ROOT}
 mount --bind {BIN} /mnt
 mount -t tmpfs -o noexec,nosuid,nodev,mode=1777,size=64m none /tmp
 mkdir -m 0700 /tmp/cni-rt
@@ -310,7 +328,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigkill_of_the_top_process_leaves_no_orphan_and_the_sweep_removes_its_directory(tmp_path, rt, netns):
-    """A runtime's timeout SIGKILLs the bootloader while the plugin waits for the network's lock."""
+    """Falling back: a runtime's timeout SIGKILLs the bootloader while the plugin waits for the network's lock."""
     container = netns("c").path
     data = str(tmp_path / "data")
     conf = json.dumps(hostlocal_conf(data, lockTimeout=60)).encode()
@@ -321,7 +339,7 @@ def test_sigkill_of_the_top_process_leaves_no_orphan_and_the_sweep_removes_its_d
     holder = os.open(os.path.join(data, "bt", "lock"), os.O_RDONLY)
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
-        top = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        top = subprocess.Popen(FALLBACK + [binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={"PATH": "/usr/bin:/bin", "TMPDIR": rt, **cni_env("ADD", container)})
         top.stdin.write(conf)
         top.stdin.close()
@@ -344,11 +362,11 @@ def test_sigkill_of_the_top_process_leaves_no_orphan_and_the_sweep_removes_its_d
     # the killed bootloader could not remove its directory; the next start removes it once it is a minute old
     leftover = os.path.join(rt, mei[0])
     assert os.path.isfile(os.path.join(leftover, ".cni-multi-build"))
-    assert run([binary], b"{}", {"CNI_COMMAND": "VERSION"}, rt).returncode == 0
+    assert run(FALLBACK + [binary], b"{}", {"CNI_COMMAND": "VERSION"}, rt).returncode == 0
     assert os.listdir(rt) == mei  # too young: a bootloader might still be extracting
     old = time.time() - 120
     os.utime(leftover, (old, old))
-    assert run([binary], b"{}", {"CNI_COMMAND": "VERSION"}, rt).returncode == 0
+    assert run(FALLBACK + [binary], b"{}", {"CNI_COMMAND": "VERSION"}, rt).returncode == 0
     assert os.listdir(rt) == []
 
 
@@ -383,9 +401,10 @@ def test_a_child_still_waiting_for_the_bootloader_dies_with_it(tmp_path, rt):
     src = tmp_path / "delay.c"
     src.write_text(SEM_POST_DELAY)
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
-    top = subprocess.Popen([os.path.join(BIN, "host-local")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env={"PATH": "/usr/bin:/bin", "TMPDIR": rt, "CNI_COMMAND": "VERSION",
-                                "LD_PRELOAD": str(shim), "CNIT_DELAY_SEM_POST": "1"})
+    script = f'mount -t tmpfs -o mode=0777,size=1m cni-fallback {bincache.ROOT} && LD_PRELOAD={shim} exec "$@"'
+    top = subprocess.Popen(FALLBACK[:-2] + [script, "sh", os.path.join(BIN, "host-local")], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={"PATH": "/usr/bin:/bin", "TMPDIR": rt, "CNI_COMMAND": "VERSION", "CNIT_DELAY_SEM_POST": "1"})
     child = None
     try:
         child = _wait_for(lambda: _children(top.pid), "the bootloader's child")[0]
@@ -404,8 +423,8 @@ def test_a_child_still_waiting_for_the_bootloader_dies_with_it(tmp_path, rt):
 
 
 def test_the_parent_of_a_running_plugin_is_its_bootloader(rt):
-    """The child's parent is the bootloader whose pid names the _MEI directory (what bind_to_bootloader checks)."""
-    proc = subprocess.Popen([os.path.join(BIN, "host-local")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    """Falling back, the child's parent is the bootloader whose pid names the _MEI directory (what bind_to_bootloader checks)."""
+    proc = subprocess.Popen(FALLBACK + [os.path.join(BIN, "host-local")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={"PATH": "/usr/bin:/bin", "TMPDIR": rt, "CNI_COMMAND": "VERSION"})
     try:
         child = _wait_for(lambda: _children(proc.pid), "the child")[0]
@@ -452,8 +471,8 @@ def test_install_replaces_a_running_binary_by_rename(tmp_path, netns):
                                    env={"PATH": "/usr/bin:/bin", "TMPDIR": str(rt), **cni_env("ADD", container, CNI_PATH=str(bindir))})
         running.stdin.write(conf)
         running.stdin.close()
-        child = _wait_for(lambda: _children(running.pid), "the plugin")[0]
-        _wait_for(lambda: _holds(child, "/bt/lock"), "the plugin to wait for the lock")
+        assert _children(running.pid) == []  # in place: one process
+        _wait_for(lambda: _holds(running.pid, "/bt/lock"), "the plugin to wait for the lock")
         again = subprocess.run(install, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
         assert again.returncode == 0, again.stderr  # no "text file busy"
         assert os.stat(bindir / "cni-multi").st_ino != before
