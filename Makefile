@@ -21,7 +21,7 @@ build: deps
 
 # into $(DESTDIR)$(PREFIX)/bin by write-then-rename (docs/build.md, "Installing")
 install: build
-	@./build/install.sh "$(DESTDIR)$(PREFIX)/bin"
+	@./build/install.sh "$(DESTDIR)$(PREFIX)/bin" $(if $(DESTDIR),,--warm)
 
 # ours against the reference plugins, interleaved; report in bench/out (docs/performance.md)
 bench: build

@@ -10,7 +10,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 src=dist/cni-bin
-bindir=${1:?usage: install.sh BINDIR}
+bindir=${1:?usage: install.sh BINDIR [--warm]}
+warm=${2:-}
 [ -f "$src/cni-multi" ] || { echo "install: $src/cni-multi is missing; run make build" >&2; exit 1; }
 
 mkdir -p "$bindir"
@@ -35,3 +36,9 @@ for link in "$bindir"/*; do
     case " $names " in *" $(basename "$link") "*) ;; *) rm -f "$link" ;; esac
 done
 echo "install: $bindir/cni-multi as:$names"
+# --warm (make install without DESTDIR): the new build fills its run-in-place
+# cache now, so the first pod never pays for it, and other builds' copies that
+# no running plugin holds are removed (docs/build.md, "Run in place")
+if [ "$warm" = --warm ]; then
+    "$bindir/cni-multi" --prune-cache | sed 's/^/install: /'
+fi

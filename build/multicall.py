@@ -76,16 +76,6 @@ def bind_to_bootloader(meipass: str) -> None:
         os._exit(EXIT_ORPHANED)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale_mei_dirs(tmpdir: str, current: str = "", now: float | None = None, uid: int | None = None) -> list[str]:
     """Extraction directories in tmpdir that a killed bootloader of ours left behind."""
     import stat as st_mod
@@ -112,7 +102,7 @@ def stale_mei_dirs(tmpdir: str, current: str = "", now: float | None = None, uid
                 continue
             if not st_mod.S_ISDIR(st.st_mode) or st.st_uid != uid or now - st.st_mtime < STALE_AFTER:
                 continue
-            if _pid_alive(owner):
+            if bincache.pid_alive(owner):
                 continue
             try:
                 mine = os.lstat(os.path.join(entry.path, MARKER))
@@ -155,19 +145,7 @@ def _remains_of(path: str, tree: str, limit: int = 500) -> bool:
 
 
 def sweep(tmpdir: str, current: str = "") -> list[str]:
-    removed = []
-    for path in stale_mei_dirs(tmpdir, current):
-        import shutil  # only when there is something to remove
-
-        try:
-            shutil.rmtree(path)  # fd-based: never follows a symlink planted inside
-        except FileNotFoundError:
-            pass  # a concurrent start removed it first
-        except OSError as err:
-            os.write(2, f"cni-multi: cannot remove stale {path}: {err.strerror}\n".encode())
-            continue
-        removed.append(path)
-    return removed
+    return [path for path in stale_mei_dirs(tmpdir, current) if bincache.remove_tree(path)]
 
 
 def pin_archive() -> None:
@@ -216,6 +194,26 @@ def pin_archive() -> None:
     archive.extract = extract
 
 
+def pin_base_library(meipass: str) -> None:
+    """Read base_library.zip through one descriptor, so that a cache deleted under us breaks no later import.
+
+    Running in place, the stdlib modules PyInstaller keeps in base_library.zip
+    are read from the cache, and zipimport opens the archive by path for each
+    module (zipimport._get_data, CPython 3.11; pinned by requirements.txt and
+    the spec).  /proc/self/fd/<fd> names the inode opened at start, whatever
+    happens to the path.
+    """
+    path = os.path.join(meipass, "base_library.zip")
+    importer = sys.path_importer_cache.get(path)
+    if importer is None or getattr(importer, "archive", None) != path:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    importer.archive = f"/proc/self/fd/{fd}"
+
+
 def hygiene() -> None:
     meipass = getattr(sys, "_MEIPASS", None)
     if not getattr(sys, "frozen", False) or not meipass:
@@ -223,6 +221,7 @@ def hygiene() -> None:
     pin_archive()
     if bincache.running_in_place(meipass):
         # one process, no parent to bind to; what killed first starts left behind
+        pin_base_library(meipass)
         bincache.sweep()
         sys.meta_path.append(bincache.CacheGone())
         return
@@ -327,12 +326,11 @@ class LazyExtensions:
         entry = self.extensions.pop(name, None)
         if entry is None:
             return None
+        import _ctypes
+        import _frozen_importlib_external as external
         import binascii
         import zlib
         from importlib import import_module
-
-        import _ctypes
-        import _frozen_importlib_external as external
 
         module, order = entry
         directory = os.path.join(sys._MEIPASS, bincache.LAZY_DIR)

@@ -25,11 +25,11 @@ def _is_id(name: str) -> bool:
 
 def running_in_place(meipass: str | None = None) -> bool:
     """Whether this process runs from the cache (not a per-start directory, not from source)."""
-    meipass = getattr(sys, "_MEIPASS", None) if meipass is None else meipass
-    return bool(meipass) and os.path.dirname(meipass) == ROOT and _is_id(os.path.basename(meipass))
+    path: str = getattr(sys, "_MEIPASS", "") if meipass is None else meipass
+    return bool(path) and os.path.dirname(path) == ROOT and _is_id(os.path.basename(path))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,13 +39,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_tree(path: str) -> bool:
+def remove_tree(path: str) -> bool:
     import shutil  # only when there is something to remove
 
     try:
-        shutil.rmtree(path)  # fd-based: never follows a symlink
+        shutil.rmtree(path)  # fd-based: never follows a symlink planted inside
     except FileNotFoundError:
-        pass
+        pass  # a concurrent start removed it first
     except OSError as err:
         os.write(2, f"cni-multi: cannot remove {path}: {err.strerror}\n".encode())
         return False
@@ -57,7 +57,7 @@ def sweep(root: str = ROOT, now: float | None = None) -> list[str]:
     import time
 
     now = time.time() if now is None else now
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.scandir(root)
     except OSError:
@@ -72,10 +72,10 @@ def sweep(root: str = ROOT, now: float | None = None) -> list[str]:
                 age = now - entry.stat(follow_symlinks=False).st_mtime
             except OSError:
                 continue
-            if not pid.isdigit() or not _pid_alive(int(pid)) or age > STALE_AFTER:
+            if not pid.isdigit() or not pid_alive(int(pid)) or age > STALE_AFTER:
                 stale.append(entry.path)
     for path in stale:
-        if _remove_tree(path):
+        if remove_tree(path):
             removed.append(path)
     return removed
 
@@ -91,7 +91,8 @@ def prune(keep: str = "", root: str = ROOT) -> tuple[list[str], list[str]]:
     """
     import fcntl
 
-    removed, busy = sweep(root), []
+    removed = sweep(root)
+    busy: list[str] = []
     try:
         names = sorted(os.listdir(root))
     except OSError:
@@ -111,7 +112,7 @@ def prune(keep: str = "", root: str = ROOT) -> tuple[list[str], list[str]]:
             os.close(fd)
             continue
         try:
-            if _remove_tree(path):
+            if remove_tree(path):
                 removed.append(path)
         finally:
             os.close(fd)
@@ -213,7 +214,7 @@ _scratch: str | None = None
 
 def remove_scratch() -> None:
     if _scratch is not None:
-        _remove_tree(_scratch)
+        remove_tree(_scratch)
 
 
 class CacheGone:

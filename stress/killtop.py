@@ -1,4 +1,4 @@
-"""N SIGKILLs of the top process (the onefile bootloader) at random moments during a bridge ADD.
+"""N SIGKILLs of the top process (the single-file binary) at random moments during a bridge ADD.
 
 What a runtime's timeout does: kill the process it started, then DEL.  After
 each kill: no process of that call may outlive it (ORPHAN_GRACE), and the DEL
@@ -8,9 +8,17 @@ node, and no `_MEI*` directory once the next start's sweep has run (with
 `real_minute`, after really waiting the sweep's minute; else the leftovers'
 times are set back by two minutes, as if it had passed).
 
+The built binary runs in place from its cache (docs/build.md).  Every call
+runs in a private mount namespace whose /var/lib is the run's own, and before
+one ADD in COLD_EVERY a worker deletes the whole cache, between calls (as
+`cni-multi --prune-cache` would: it waits for running calls), so that kills
+also land while starts populate it, several at once.  At the end the cache
+holds one complete build and no partial copy.
+
     python -m stress.killtop [--kills 1000] [--workers 8] [--real-minute] [--report PATH]
 """
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -24,11 +32,13 @@ import threading
 import time
 import uuid
 
+from common import bincache
 from conformance.netenv import Netns
 from stress import procs
 from stress.harness import default_bin_dir, is_elf
 
 ORPHAN_GRACE = 5.0
+COLD_EVERY = 10  # one ADD in this many starts with no cache
 CALL_VAR = "CNIT_KILLTOP_CALL"  # beside the run's marker: which call a survivor belongs to
 SUBNET = "10.189.0.0/24"
 
@@ -44,6 +54,9 @@ class KillTop:
         self.violations: list[str] = []
         self.orphans = 0
         self.mei_left = self.mei_after_sweep = 0
+        self.cold_starts = self.killed_populating = 0
+        self.calls = threading.Condition()
+        self.in_flight, self.wiping = 0, False
         self.add_median = 0.0
         self.seq = 0
 
@@ -55,6 +68,10 @@ class KillTop:
         os.mkdir(self.tmp, 0o700)
         self.bin = os.path.join(self.root, "bin")
         shutil.copytree(self.source, self.bin, symlinks=True)
+        self.frozen = is_elf(os.path.join(self.source, "bridge"))
+        self.varlib = os.path.join(self.root, "varlib")  # /var/lib of every call (the run-in-place cache's parent)
+        os.mkdir(self.varlib, 0o755)
+        self.cache = os.path.join(self.varlib, os.path.basename(bincache.ROOT))
         self.node = Netns("kt")
         self.pods = [Netns("kc") for _ in range(self.workers)]
         self.conf = {"cniVersion": "1.0.0", "name": "killtop", "type": "bridge", "bridge": "cnitkt0", "isGateway": True, "ipMasq": True,
@@ -73,9 +90,14 @@ class KillTop:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
                 "CNI_IFNAME": "eth0", "CNI_PATH": self.bin, "TMPDIR": self.tmp, procs.MARKER_VAR: self.run_id, CALL_VAR: cid}
 
-    def start(self, command: str, cid: str, netns: str) -> subprocess.Popen:
-        p = subprocess.Popen(["ip", "netns", "exec", self.node.name, os.path.join(self.bin, "bridge")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(command, cid, netns))
+    def start(self, command: str, cid: str, netns: str, fallback: bool = False) -> subprocess.Popen:
+        argv = ["ip", "netns", "exec", self.node.name, os.path.join(self.bin, "bridge")]
+        if self.frozen:  # unshare, sh and ip exec in turn: the pid killed is the plugin's
+            mount = f"mount --bind {self.varlib} /var/lib"
+            if fallback:  # a cache root writable by others is refused: the per-start path
+                mount = f"mount -t tmpfs -o mode=0777,size=1m cni-fallback {bincache.ROOT}"
+            argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mount} && exec "$@"', "sh", *argv]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(command, cid, netns))
         p.stdin.write(json.dumps(self.conf).encode())
         p.stdin.close()
         p.stdin = None
@@ -102,7 +124,7 @@ class KillTop:
         with self.lock:
             self.dels += 1
         if p.returncode != 0:
-            self.violation(f"DEL {cid} after the kill failed: {out[:300]!r}")
+            self.violation(f"DEL {cid} after the kill failed: {out[:300]!r} {err[-300:]!r}")
         left = self.remains(cid)
         if left:
             self.violation(f"DEL {cid} after the kill left {left}")
@@ -113,6 +135,34 @@ class KillTop:
             self.seq += 1
             cid = f"kt{self.seq}"
             delay = self.rng.uniform(0, self.add_median * 1.1)
+            cold = self.frozen and self.rng.randrange(COLD_EVERY) == 0
+            if cold:
+                self.cold_starts += 1
+                delay = self.rng.uniform(0, self.add_median * 0.5)  # the population comes first, before Python
+        if cold:
+            with self.calls:
+                self.wiping = True
+                self.calls.wait_for(lambda: self.in_flight == 0)
+                shutil.rmtree(self.cache, ignore_errors=True)
+                self.wiping = False
+                self.calls.notify_all()
+        with self.call():
+            return self._one(pod, cid, delay)
+
+    @contextlib.contextmanager
+    def call(self):
+        """One ADD and its DEL; a cache wipe waits for the calls in flight, and new ones wait for it."""
+        with self.calls:
+            self.calls.wait_for(lambda: not self.wiping)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self.calls:
+                self.in_flight -= 1
+                self.calls.notify_all()
+
+    def _one(self, pod: Netns, cid: str, delay: float) -> bool:
         p = self.start("ADD", cid, pod.path)
         time.sleep(delay)
         if p.poll() is None:
@@ -122,6 +172,9 @@ class KillTop:
         killed = p.returncode == -signal.SIGKILL
         if killed:
             self.wait_gone(cid)
+            if self.frozen and any(n.startswith(bincache.TMP_PREFIX) and n.endswith(f"-{p.pid}") for n in self.cached()):
+                with self.lock:
+                    self.killed_populating += 1
         self.delete(cid, pod.path)
         return killed
 
@@ -149,6 +202,12 @@ class KillTop:
             with self.lock:
                 self.orphans += 1
             os.kill(pid, signal.SIGKILL)
+
+    def cached(self) -> list[str]:
+        try:
+            return os.listdir(self.cache)
+        except OSError:
+            return []
 
     def remains(self, cid: str) -> list[str]:
         found = []
@@ -196,7 +255,9 @@ class KillTop:
         finally:
             self.teardown()
         return {"kills": self.killed, "adds_finished_before_the_kill": self.finished_first, "dels": self.dels, "orphans": self.orphans,
-                "mei_left_by_kills": self.mei_left, "mei_after_sweep": self.mei_after_sweep, "violations": self.violations,
+                "mei_left_by_kills": self.mei_left, "mei_after_sweep": self.mei_after_sweep, "cold_starts": self.cold_starts,
+                "killed_while_populating": self.killed_populating,
+                "violations": self.violations,
                 "add_median_ms": round(1000 * self.add_median, 1), "workers": self.workers, "real_minute": self.real_minute,
                 "seconds": round(time.monotonic() - start), "frozen": is_elf(os.path.join(self.source, "bridge"))}
 
@@ -225,12 +286,18 @@ class KillTop:
                 old = time.time() - 120
                 for name in mei:
                     os.utime(os.path.join(self.tmp, name), (old, old))
-            p = self.start("VERSION", "sweep", "")
+            p = self.start("VERSION", "sweep", "", fallback=True)  # _MEI directories are swept by per-start runs
             p.communicate(timeout=60)
             still = [n for n in os.listdir(self.tmp) if n.startswith("_MEI")]
             self.mei_after_sweep = len(still)
             if still:
                 self.violation(f"_MEI directories surviving the sweep: {still}")
+        if self.frozen:
+            p = self.start("VERSION", "sweep", "")  # a warm start sweeps what killed first starts left
+            p.communicate(timeout=60)
+            cached = sorted(self.cached())
+            if len(cached) != 1 or not os.path.isfile(os.path.join(self.cache, cached[0], ".cni-multi-build")):
+                self.violation(f"the cache should hold one complete build, not {cached}")
 
 
 def main(argv=None) -> int:
