@@ -28,7 +28,7 @@ bench: build
 	$(PY) -m bench $(if $(ITERATIONS),--iterations $(ITERATIONS)) $(BENCH_ARGS)
 
 # ruff (lint and format) and mypy on common/ and the plugins; settings in pyproject.toml
-LINTED := common cni_bridge cni_hostlocal_ipam cni_vxlan cni_suite
+LINTED := common $(wildcard cni_*)
 lint: deps
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)

@@ -1,6 +1,6 @@
 """python -m bench.ladder: what each start-up measure of the build buys (docs/performance.md, "The ladder").
 
-Builds six variants of the binary from copies of the source tree, each one
+Builds seven variants of the binary from copies of the source tree, each one
 measure fewer than the next, and times them interleaved (wall and CPU):
 
   A  the packaging study's recipe (strip, excludes, no inspect/multiprocessing hooks,
@@ -12,9 +12,18 @@ measure fewer than the next, and times them interleaved (wall and CPU):
   D  + cyclic GC off while importing, exit without interpreter teardown, imports read
      through one pinned descriptor
   E  + @dataclass methods compiled at build time
-  F  + 13 extension modules extracted on demand, PYZ stored uncompressed (= make build)
+  F  + 13 extension modules extracted on demand, PYZ stored uncompressed
+  G  + run in place: the bundle extracted once per build into the root-only cache
+     /var/lib/cni-multi/<id>, Python in the bootloader's own process (= make build)
 
-Slow (six PyInstaller builds); not part of `make bench`.  Needs root.
+A to F are built without the cache's run-time options, so their bootloader
+extracts per start into $TMPDIR, as before run in place (F is make build's
+fallback).  Everything runs in a mount namespace of the ladder's own whose
+/var/lib is a directory of the run (bench.run.private_varlib): G's cache is
+filled there before timing, and the machine's /var/lib/cni-multi is never
+touched.
+
+Slow (seven PyInstaller builds); not part of `make bench`.  Needs root.
 """
 import argparse
 import json
@@ -26,13 +35,16 @@ import sys
 import tempfile
 import time
 
-from bench.run import Impl, inside
+from bench.run import Impl, inside, private_varlib, self_test
 from conformance.netenv import Netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE = "ab19115"  # the commit before this work: common/ as it was
 OLD_COMMON = ["common/skel.py", "common/version.py", "common/netns.py", "common/firewall.py", "common/netlink/core.py"]
-STEPS = "ABCDEF"
+STEPS = "ABCDEFG"
+LAZY_LIST = ('LAZY_EXTENSIONS = ["_ssl", "unicodedata", "_datetime", "_pickle", "_heapq", "_multiprocessing", "_posixshmem", "_queue", '
+             '"_uuid",\n                   "grp", "mmap", "resource", "termios"]')
+RTHOOKS = 'DROP_RTHOOKS = {"pyi_rth_inspect", "pyi_rth_multiprocessing", "pyi_rth_pkgutil"}'
 
 
 def _patch(path: str, old: str, new: str) -> None:
@@ -49,8 +61,10 @@ def make_tree(step: str, root: str) -> str:
     ignore = shutil.ignore_patterns(".venv", ".git", "dist", "work", "__pycache__", "out", "tests", "stress", "demo")
     shutil.copytree(REPO, tree, ignore=ignore)
     spec, entry = os.path.join(tree, "build", "cni-multi.spec"), os.path.join(tree, "build", "multicall.py")
+    if step < "G":  # no cache options in the archive: the bootloader extracts per start
+        _patch(spec, "    CACHE_OPTIONS,\n", "")
     if step < "F":  # extensions extracted at start, PYZ compressed (level 6 in build())
-        _patch(spec, 'LAZY_EXTENSIONS = ["_ssl", "unicodedata", "_datetime", "_pickle", "_heapq", "_multiprocessing", "_posixshmem", "_queue", "_uuid",\n                   "grp", "mmap", "resource", "termios"]', "LAZY_EXTENSIONS = []")
+        _patch(spec, LAZY_LIST, "LAZY_EXTENSIONS = []")
     if step < "E":
         _patch(entry, "    try:\n        import cni_multi_dccache as cache", "    return\n    try:\n        import cni_multi_dccache as cache")
     if step < "D":
@@ -68,7 +82,7 @@ def make_tree(step: str, root: str) -> str:
             with open(os.path.join(tree, path), "w") as f:
                 f.write(subprocess.run(["git", "-C", REPO, "show", f"{BEFORE}:{path}"], capture_output=True, text=True, check=True).stdout)
         _patch(entry, '    if "versions" in entry and command == "VERSION":', '    if False:')
-        _patch(spec, 'DROP_RTHOOKS = {"pyi_rth_inspect", "pyi_rth_multiprocessing", "pyi_rth_pkgutil"}', 'DROP_RTHOOKS = {"pyi_rth_inspect", "pyi_rth_multiprocessing"}')
+        _patch(spec, RTHOOKS, RTHOOKS.replace(', "pyi_rth_pkgutil"', ""))
     return tree
 
 
@@ -76,7 +90,7 @@ def build(step: str, tree: str) -> str:
     py = os.path.join(REPO, ".venv", "bin", "python")
     gen = os.path.join(tree, "build", "work", "cni-multi", "gen")
     subprocess.run([py, os.path.join(tree, "build", "gen.py"), gen], check=True, capture_output=True)
-    env = dict(os.environ, PYTHONHASHSEED="0", PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0" if step == "F" else "6")
+    env = dict(os.environ, PYTHONHASHSEED="0", PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0" if step >= "F" else "6")
     subprocess.run([py, "-m", "PyInstaller", "--noconfirm", "--log-level", "ERROR", "--distpath", os.path.join(tree, "out"),
                     "--workpath", os.path.join(tree, "build", "work"), os.path.join(tree, "build", "cni-multi.spec")],
                    check=True, capture_output=True, env=env, cwd=tree)
@@ -90,13 +104,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "out"))
+    parser.add_argument("--steps", default=STEPS, help=f"which of {STEPS} to build and time (default all)")
     args = parser.parse_args(argv)
+    steps = [s for s in STEPS if s in args.steps.upper()]
+    if not steps:
+        parser.error(f"--steps: choose from {STEPS}")
+    if os.geteuid() != 0:
+        print("ladder: needs root (namespaces)", file=sys.stderr)
+        return 2
+    args.out = os.path.abspath(args.out)
     root = tempfile.mkdtemp(prefix="cni-ladder-")
     results: dict[str, dict[str, list]] = {}
     sizes = {}
     try:
         impls = []
-        for step in STEPS:
+        for step in steps:
             t = time.monotonic()
             out = build(step, make_tree(step, root))
             sizes[step] = os.path.getsize(os.path.join(out, "cni-multi"))
@@ -104,6 +126,12 @@ def main(argv=None) -> int:
             os.mkdir(rt, 0o700)
             impls.append(Impl(step, out, rt))
             print(f"ladder: built {step} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+        # from here on /var/lib is the ladder's own (no thread has started: unshare moves the calling thread only)
+        private_varlib(root)
+        for impl in impls:  # untimed: G fills its cache; A to F must extract per start
+            report = self_test(impl.bin_dir, tmpdir=impl.tmpdir)
+            if report.get("rc") != 0 or bool(report.get("in_place")) != (impl.label == "G"):
+                raise SystemExit(f"ladder: {impl.label} should {'' if impl.label == 'G' else 'not '}run in place; self-test: {report}")
         with Netns("ln") as node:
             for i in range(args.iterations):
                 order = impls if i % 2 == 0 else impls[::-1]
@@ -125,7 +153,7 @@ def main(argv=None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     commands = ["VERSION", "host-local ADD", "host-local DEL", "bridge ADD", "bridge DEL"]
     lines = ["| step | size MB | " + " | ".join(f"{c} wall / CPU ms" for c in commands) + " |", "|---|---:|" + "---:|" * len(commands)]
-    for step in STEPS:
+    for step in steps:
         cells = []
         for c in commands:
             samples = results[step][c]

@@ -2,8 +2,9 @@
 
 Writes into the directory given as argv[1]:
 
-* cni_multi_table.py: the plugins this build holds (those whose package exists
-  now), what each answers to VERSION, and every module of ours to bundle.
+* cni_multi_table.py: the plugins this build holds (the plugin table,
+  common/plugins.py: every package that declares itself), what each answers
+  to VERSION, and every module of ours to bundle.
 * cni_multi_dccache.py: the code of every method @dataclass generates while
   our modules are imported, compiled once here instead of on every start
   (build/multicall.py installs it; about 7 ms per ADD, docs/performance.md).
@@ -12,6 +13,7 @@ Writes into the directory given as argv[1]:
 It runs in a fresh interpreter so that what it records is exactly what a
 plugin process does.
 """
+
 import builtins
 import dataclasses
 import importlib
@@ -25,7 +27,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "build"))
 
-import multicall  # noqa: E402  the entry point's table of names
+import multicall  # noqa: E402  the entry point (its marker file's name)
+
+from common import plugins as plugin_table  # noqa: E402
+
+REQUIRED = ("host-local", "bridge")  # a build without these is no build of this suite
 
 SOURCES: dict[str, object] = {}  # dataclass method text -> its code, in first-seen order
 
@@ -36,13 +42,12 @@ def _recording_exec(source, globals=None, locals=None):
     return builtins.exec(source, globals, locals)
 
 
-def package_modules(package: str) -> list[str]:
-    """Every module of a package except its tests (and a CLI's __main__, which runs on import)."""
+def package_modules(package: str, root: str = REPO) -> list[str]:
+    """Every module of a package (a directory of root) except its tests (and a CLI's __main__, which runs on import)."""
     found = []
-    root = os.path.join(REPO, package)
-    for directory, dirs, files in os.walk(root):
+    for directory, dirs, files in os.walk(os.path.join(root, package)):
         dirs[:] = sorted(d for d in dirs if d not in ("tests", "__pycache__"))
-        dotted = os.path.relpath(directory, REPO).replace(os.sep, ".")
+        dotted = os.path.relpath(directory, root).replace(os.sep, ".")
         for name in sorted(files):
             if not name.endswith(".py") or name.startswith("test_") or name == "conftest.py":
                 continue
@@ -53,23 +58,36 @@ def package_modules(package: str) -> list[str]:
     return found
 
 
+def build_table(roots=None) -> tuple[dict, list[str], list[str]]:
+    """(PLUGINS, MODULES, ENTRY_MODULES) of cni_multi_table, from the plugin table under roots (default: the repo).
+
+    Imports each plugin's PLUGIN module (one that fails to import fails the
+    build: it does not ship without it), not the other modules.
+    """
+    plugins: dict[str, dict] = {}
+    modules, entries, seen = package_modules("common"), [], set()
+    for name, declared in plugin_table.discover(roots).items():
+        package, root = declared["package"], os.path.dirname(declared["path"])
+        entry = {key: declared[key] for key in plugin_table.RUNTIME_KEYS}
+        if declared["kind"] == "plugin":
+            plugin = importlib.import_module(declared["module"]).PLUGIN
+            entry.update(versions=list(plugin.versions), about=plugin.about)
+        elif not os.path.isfile(os.path.join(declared["path"], "__main__.py")):
+            raise SystemExit(f"gen: {name}: the CLI package {package} has no __main__.py")
+        elif package + ".__main__" not in entries:
+            entries.append(package + ".__main__")  # bundled, never imported here: it runs on import
+        plugins[name] = entry
+        if package not in seen:
+            seen.add(package)
+            modules += package_modules(package, root)
+    return plugins, modules, entries
+
+
 def main(out: str) -> None:
     os.makedirs(out, exist_ok=True)
     dataclasses.exec = _recording_exec  # dataclasses._create_fn's only exec
-    plugins, modules, entries = {}, package_modules("common"), []
-    for name, package in multicall.PACKAGES.items():
-        root = os.path.join(REPO, package)
-        if os.path.isfile(os.path.join(root, "plugin.py")):
-            # a CNI plugin: one that fails to import fails the build, it does not ship without it
-            plugin = importlib.import_module(package + ".plugin").PLUGIN
-            plugins[name] = {"package": package, "kind": "plugin", "versions": list(plugin.versions), "about": plugin.about}
-        elif os.path.isfile(os.path.join(root, "__main__.py")):
-            plugins[name] = {"package": package, "kind": "cli"}
-            entries.append(package + ".__main__")  # bundled, never imported here: it runs on import
-        else:
-            continue
-        modules += package_modules(package)
-    for required in ("host-local", "bridge"):
+    plugins, modules, entries = build_table()
+    for required in REQUIRED:
         if required not in plugins:
             raise SystemExit(f"gen: the {required} plugin is missing")
     for module in modules:

@@ -28,6 +28,7 @@ read the archive through one descriptor, rarely used extension modules are
 extracted when first imported; at the end the process exits without tearing
 the interpreter down.
 """
+
 import os
 import sys
 
@@ -36,8 +37,6 @@ from common import bincache
 PR_SET_PDEATHSIG = 1
 SIGKILL = 9
 MULTI_NAMES = ("cni-multi",)
-# CNI type (argv[0] basename) -> package; a package is in the binary only if it existed at build time
-PACKAGES = {"host-local": "cni_hostlocal_ipam", "bridge": "cni_bridge", "vxlan": "cni_vxlan", "cni-suite": "cni_suite"}
 MARKER = ".cni-multi-build"  # extracted first into every _MEI dir of ours (see the spec)
 STALE_AFTER = 60.0  # seconds: a bootloader still extracting is never that old
 EXIT_ORPHANED = 125
@@ -230,19 +229,23 @@ def hygiene() -> None:
         sweep(os.path.dirname(meipass), meipass)
 
 
-def select(argv: list[str]) -> tuple[str, list[str]]:
+def select(argv: list[str], names=None) -> tuple[str, list[str]]:
     """(plugin name, argv as the plugin sees it): basename(argv[0]), else argv[1] under the multi-call name."""
+    names = _table() if names is None else names
     name = os.path.basename(argv[0]) if argv else ""
-    if name not in PACKAGES and len(argv) > 1 and argv[1] in PACKAGES:
+    if name not in names and len(argv) > 1 and argv[1] in names:
         return argv[1], argv[1:]
     return name, argv
 
 
 def _table() -> dict:
+    """CNI type (argv[0] basename) -> its entry in the plugin table (common/plugins.py)."""
     try:
-        from cni_multi_table import PLUGINS  # written by the build: what this binary holds
-    except ImportError:  # running from source: every package that imports
-        return {name: {"package": pkg} for name, pkg in PACKAGES.items()}
+        from cni_multi_table import PLUGINS  # written by build/gen.py: what this binary holds
+    except ImportError:  # running from source: every declared package
+        from common.plugins import table
+
+        return table()
     return PLUGINS
 
 
@@ -273,7 +276,7 @@ def _late_rthooks() -> None:
     As a runtime hook it would import pkgutil (and typing) before VERSION is
     answered (about 4 ms); the spec bundles the hook's source as a module
     instead.  It teaches pkgutil.iter_modules() to list modules inside the
-    binary: pyroute2 uses it for link-kind plugins named in its config.
+    binary, for whoever needs it (pyroute2 did; no run-time module imports it now).
     """
     try:
         import cni_multi_rth_pkgutil  # noqa: F401  (runs the hook on import)
@@ -410,9 +413,8 @@ def self_test(table: dict) -> int:
         openssl = ssl.OPENSSL_VERSION
     except Exception as err:
         failures.append(f"ssl: {type(err).__name__}: {err}")
-    pyroute2 = sys.modules.get("pyroute2")
-    if pyroute2 is not None and hasattr(pyroute2, "IPRoute"):
-        failures.append("pyroute2: its __init__ ran (common/netlink/core.py should register the package without it)")
+    if "pyroute2" in sys.modules:
+        failures.append("pyroute2 was imported (no run-time module may: common/netlink/codec.py encodes and decodes)")
     for heavy in ("asyncio", "ctypes"):
         if heavy in sys.modules:
             failures.append(f"{heavy} was imported")
@@ -449,8 +451,8 @@ def prune_cache() -> int:
         sys.stdout.write(f"removed {path}\n")
     for path in busy:
         sys.stdout.write(f"kept {path}: in use\n")
-    why = bincache.why_not()
-    sys.stdout.write(f"running in place from {meipass}\n" if keep else f"not running in place: {why or 'not the binary'}\n")
+    why, fix = bincache.why_not()
+    sys.stdout.write(f"running in place from {meipass}\n" if keep else f"not running in place: {why or 'not the binary'}{fix and ': ' + fix}\n")
     return 0
 
 
@@ -460,7 +462,7 @@ def run(argv: list[str]) -> int:
         return self_test(table)
     if argv[1:2] == ["--prune-cache"] and os.path.basename(argv[0]) in MULTI_NAMES:
         return prune_cache()
-    name, argv = select(argv)
+    name, argv = select(argv, table)
     entry = table.get(name)
     if entry is None:
         return _usage(table)
@@ -473,14 +475,25 @@ def run(argv: list[str]) -> int:
         from common.version import respond
 
         return respond(entry["versions"], sys.stdin.buffer, sys.stdout)
+    if entry.get("quick_delete") and command == "DEL":
+        # containerd's second DEL and repeated DELs: answered without loading the plugin when
+        # its declaration can tell there is nothing to do (common/skel.py, quick_delete)
+        from common import skel
+
+        stdin = skel.quick_delete(name, tuple(entry.get("versions", ())), entry["quick_delete"])
+        if stdin is None:
+            return 0
+        import io
+
+        sys.stdin = io.TextIOWrapper(stdin)  # what it read, for the plugin
     _frozen_imports()
     from importlib import import_module
 
-    if entry.get("kind", "plugin") == "plugin":
+    if entry["kind"] == "plugin":
         try:
-            module = import_module(package + ".plugin")
+            module = import_module(entry["module"])
         except ModuleNotFoundError as err:
-            if err.name not in (package, package + ".plugin"):
+            if err.name not in (package, entry["module"]):
                 raise
             sys.stderr.write(f"cni-multi: {name} is not part of this binary\n")
             return 2
@@ -505,9 +518,6 @@ def _debug_modules() -> None:
     if not path:
         return
     names = sorted(sys.modules)
-    pyroute2 = sys.modules.get("pyroute2")
-    if pyroute2 is not None and hasattr(pyroute2, "IPRoute"):
-        names.append("!pyroute2.__init__")  # the package's own __init__ ran
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, ("\n".join(names) + "\n").encode())

@@ -1,16 +1,16 @@
 """Host-side work: the shared bridge, its gateway addresses, and each pod's port."""
 
 import errno
-import logging
 import os
 import time
 from dataclasses import replace
 
 from common import netlink
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 from common.netlink import LinkExists, sysctl
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 NET_ADDR_SET = 3  # /sys/class/net/*/addr_assign_type of a MAC given by user space
 PORT_UP_WAITS = (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0)  # seconds; the reference polls 0/50/500/1000/1000 ms
 

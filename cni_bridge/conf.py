@@ -2,21 +2,21 @@
 
 Everything that can be wrong with a request is found here, before the node
 is touched (the reference creates the bridge first and validates later).
+`BridgeConf.load(args)` takes the command's CmdArgs, as every plugin's loader
+does (why: `common.skel.CmdArgs.for_config`); it reads the config and CNI_ARGS.
 """
 
-import os
-import re
 from dataclasses import dataclass
 
+from cni_bridge.idle import data_dir
 from common.config import Obj
 from common.errors import CNIError, Code
-from common.skel import ifname_problem
+from common.skel import CmdArgs, ifname_problem
 from common.types import DNS
 
 DEFAULT_BRIDGE = "cni0"
-DEFAULT_DATA_DIR = "/var/lib/cni/bridge"
 MASQ_BACKENDS = ("nftables", "iptables")
-_MAC_RE = re.compile(r"^([0-9a-fA-F]{2})([:-]?)([0-9a-fA-F]{2})(?:\2([0-9a-fA-F]{2})){4}\Z")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class BridgeConf:
         return self.vlan != 0 or self.vlan_trunk is not None
 
     @classmethod
-    def load(cls, args) -> "BridgeConf":
+    def load(cls, args: CmdArgs) -> "BridgeConf":
         top = Obj(args.config)
         bridge = top.str("bridge") or DEFAULT_BRIDGE
         if why := ifname_problem(bridge):
@@ -81,7 +81,7 @@ class BridgeConf:
             mac=_container_mac(top, args.args),
             ipam_type=_ipam_type(top),
             dns=_dns(top),
-            data_dir=_data_dir(top),
+            data_dir=data_dir(top),
         )
         if conf.hairpin_mode and conf.promisc_mode:
             raise CNIError(Code.INVALID_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
@@ -146,13 +146,24 @@ def _masq_backend(top: Obj) -> str:
     return backend
 
 
+def _mac_digits(text: str) -> str | None:
+    """The 12 hex digits of aa:bb:cc:dd:ee:ff, aa-bb-..., aabbccddeeff or aabb.ccdd.eeff; None for anything else."""
+    if len(text) == 14 and text[4] == text[9] == ".":
+        digits = text[:4] + text[5:9] + text[10:]
+    elif len(text) == 17 and text[2] in ":-" and all(text[i] == text[2] for i in (5, 8, 11, 14)):
+        digits = "".join(text[i : i + 2] for i in range(0, 17, 3))
+    elif len(text) == 12:
+        digits = text
+    else:
+        return None
+    return digits if len(digits) == 12 and _HEX.issuperset(digits) else None
+
+
 def parse_mac(text: str, where: str) -> str:
     """A 48-bit unicast MAC in the forms Go's net.ParseMAC takes, as aa:bb:cc:dd:ee:ff."""
-    digits = text.replace(".", "") if re.fullmatch(r"[0-9a-fA-F]{4}(\.[0-9a-fA-F]{4}){2}", text) else None
+    digits = _mac_digits(text)
     if digits is None:
-        if not _MAC_RE.match(text):
-            raise CNIError(Code.INVALID_CONFIG, f"invalid MAC address in {where}", f"{text!r} is not a 48-bit MAC")
-        digits = re.sub("[:-]", "", text)
+        raise CNIError(Code.INVALID_CONFIG, f"invalid MAC address in {where}", f"{text!r} is not a 48-bit MAC")
     octets = [int(digits[i : i + 2], 16) for i in range(0, 12, 2)]
     if octets[0] & 1:
         raise CNIError(Code.INVALID_CONFIG, f"invalid MAC address in {where}", f"{text} is a multicast address")
@@ -196,16 +207,9 @@ def _dns(top: Obj) -> DNS | None:
     return value if value else None
 
 
-def _data_dir(top: Obj) -> str:
-    path = top.str("dataDir") or DEFAULT_DATA_DIR
-    if not path.startswith("/") or ".." in path.split("/") or "\0" in path:
-        raise CNIError(Code.INVALID_CONFIG, "invalid dataDir", f"{path!r} must be an absolute path without '..'")
-    return os.path.normpath(path)
-
-
 def data_dir_of(config: dict) -> str | None:
     """The dataDir of a config that may not load as a whole (a DEL after an upgrade); None if it is the broken part."""
     try:
-        return _data_dir(Obj(config))
+        return data_dir(Obj(config))
     except CNIError:
         return None

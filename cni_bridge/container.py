@@ -1,13 +1,13 @@
 """Container-side work: sysctls, addresses and routes of the pod's interface, and their CHECK."""
 
 import time
-from typing import TYPE_CHECKING
 
 from common import netlink
 from common.errors import CNIError, Code
 from common.netlink import sysctl
 from common.netns import entered
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
 if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
 

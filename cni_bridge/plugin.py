@@ -7,8 +7,6 @@ DEL forgives: whatever is already gone counts as done, and nothing it needs
 comes from the container's namespace.
 """
 
-import _signal as signal  # signal's enum wrappers cost about 1 ms per start; the same calls, plain ints
-import logging
 from contextlib import ExitStack, contextmanager
 from ipaddress import ip_interface
 
@@ -18,11 +16,13 @@ from cni_bridge import bridge, container
 from cni_bridge.conf import BridgeConf, data_dir_of
 from cni_bridge.state import Records
 from common import invoke, netlink, skel
-from common.config import valid_attachments
+from common.config import gc_valid_attachments
 from common.errors import CNIError, Code, incomplete, step
+from common.log import get as get_logger
+from common.startup import signal
 from common.types import Interface, IPConfig, Result, Route, default_route
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _quietly(fn, *args) -> None:
@@ -344,10 +344,7 @@ def gc(args: skel.CmdArgs) -> None:
     from cni_bridge import masq
 
     conf = BridgeConf.load(args)
-    valid = valid_attachments(args.config)
-    if valid is None:
-        log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
-        valid = set()
+    valid = gc_valid_attachments(args.config, f"every attachment of {conf.name} is stale")
     records = Records(conf.data_dir, conf.name)
     errors: list[CNIError] = []
     with netlink.host() as host:

@@ -10,21 +10,11 @@ one open() per taken address.
 
 from collections.abc import Iterator
 from ipaddress import ip_address, ip_interface
-from typing import Protocol
 
 from cni_hostlocal_ipam.conf import Range, RangeSet
+from cni_hostlocal_ipam.store import Reservations
 from common.errors import CNIError, Code
 from common.types import IPConfig
-
-
-class Store(Protocol):
-    def free(self, version: int, n: int) -> bool: ...
-
-    def reserve(self, ip, container_id: str, ifname: str, range_id: int) -> bool: ...
-
-    def last_reserved(self, range_id: int): ...
-
-    def owned_by(self, container_id: str, ifname: str) -> list: ...
 
 
 def candidates(range_set: RangeSet, last) -> Iterator[tuple[int, Range]]:
@@ -51,7 +41,7 @@ def candidates(range_set: RangeSet, last) -> Iterator[tuple[int, Range]]:
                 yield n, r
 
 
-def allocate(store: Store, range_set: RangeSet, range_id: int, container_id: str, ifname: str, requested=None) -> IPConfig:
+def allocate(store: Reservations, range_set: RangeSet, range_id: int, container_id: str, ifname: str, requested=None) -> IPConfig:
     if requested is not None:
         return _allocate_requested(store, range_set, range_id, container_id, ifname, requested)
     for ip in store.owned_by(container_id, ifname):
@@ -73,7 +63,7 @@ def allocate(store: Store, range_set: RangeSet, range_id: int, container_id: str
     raise CNIError(Code.RANGE_EXHAUSTED, f"no IP addresses available in range set: {range_set}")
 
 
-def _allocate_requested(store: Store, range_set: RangeSet, range_id: int, container_id: str, ifname: str, ip) -> IPConfig:
+def _allocate_requested(store: Reservations, range_set: RangeSet, range_id: int, container_id: str, ifname: str, ip) -> IPConfig:
     r = range_set.range_for(ip)
     if r is None:  # IPAMConf.load refuses this first; never an AttributeError (999) here
         raise CNIError(Code.REQUESTED_IP_UNAVAILABLE, f"requested IP address {ip} is in no range of range set {range_set}")

@@ -9,20 +9,30 @@ a /0 subnet, route fields wider than their netlink attributes.  The bridge
 runs this loader before it touches the node, so what can be refused from the
 config alone is refused here, down to a requested address that lies in no
 range or is a gateway (101, the allocator's code).
+
+`IPAMConf.load(args)` takes the command's CmdArgs, as every plugin's loader
+does (why: `common.skel.CmdArgs.for_config`).  DEL and GC (`WITHOUT_RANGES`)
+load without ranges, requested addresses or routes: a config that no longer
+parses still releases its addresses.
 """
 
 import os
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
+from cni_hostlocal_ipam.layout import absolute, data_dir
 from common.config import Obj
 from common.errors import CNIError, Code
 from common.types import DNS, U32_MAX, Route, parse_cidr, parse_ip, parse_network
 from common.version import parse_version
 
-DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
+if TYPE_CHECKING:
+    from common.skel import CmdArgs
+
 DEFAULT_LOCK_TIMEOUT = 10.0
 RESOLV_CONF_MAX = 64 << 10
+WITHOUT_RANGES = ("DEL", "GC")  # the commands that only release: they load the ipam section without ranges
 
 
 @dataclass(frozen=True)
@@ -72,9 +82,11 @@ class IPAMConf:
     resolv_conf: str
     requested: tuple  # requested addresses, in the reference's order
     lock_timeout: float
+    store: str = "disk"  # the backend in store.BACKENDS (no ipam key chooses another yet)
 
     @classmethod
-    def load(cls, args, need_ranges: bool = True) -> "IPAMConf":
+    def load(cls, args: "CmdArgs") -> "IPAMConf":
+        need_ranges = args.command not in WITHOUT_RANGES
         top = Obj(args.config)
         ipam = top.obj("ipam")
         if ipam is None:
@@ -86,13 +98,13 @@ class IPAMConf:
         _check_per_family(range_sets, args.cni_version)
         requested = _requested(top, args.args) if need_ranges else ()
         _check_requested_fit(range_sets, requested)
-        # DEL and GC (need_ranges=False) use neither: a config that no longer parses still releases
+        # DEL and GC (WITHOUT_RANGES) use neither: a config that no longer parses still releases
         routes = tuple(_route(r, i) for i, r in enumerate(ipam.list("routes", []))) if need_ranges else ()
         return cls(
             name=args.config["name"],
             range_sets=range_sets,
             routes=routes,
-            data_dir=_absolute(ipam.str("dataDir") or DEFAULT_DATA_DIR, "ipam.dataDir"),
+            data_dir=data_dir(ipam),
             resolv_conf=_resolv_conf_path(ipam.str("resolvConf") or ""),
             requested=requested,
             lock_timeout=_lock_timeout(ipam),
@@ -108,14 +120,8 @@ def _lock_timeout(ipam: Obj) -> float:
     return float(value)
 
 
-def _absolute(path: str, key: str) -> str:
-    if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
-        raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{path!r} must be an absolute path without '..'")
-    return os.path.normpath(path)
-
-
 def _resolv_conf_path(path: str) -> str:
-    return _absolute(path, "ipam.resolvConf") if path else ""
+    return absolute(path, "ipam.resolvConf") if path else ""
 
 
 def _addr(value, what: str, version: int | None = None) -> IPv4Address | IPv6Address:

@@ -1,24 +1,22 @@
 """host-local: per-node IPAM with file-locked state (the reference's on-disk format)."""
 
-import logging
-import os
-
 from cni_hostlocal_ipam.allocator import allocate, candidates
 from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
-from cni_hostlocal_ipam.store import DiskStore
+from cni_hostlocal_ipam.store import Store, open_store
 from common import skel
-from common.config import valid_attachments
+from common.config import gc_valid_attachments
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 from common.types import Result
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def add(args: skel.CmdArgs) -> Result:
     conf = IPAMConf.load(args)
     dns = read_resolv_conf(conf.resolv_conf)
     requested = list(dict.fromkeys(conf.requested))
-    with DiskStore(conf.data_dir, conf.name, conf.lock_timeout) as store:
+    with open_store(conf) as store:
         ips = []
         try:
             for idx, range_set in enumerate(conf.range_sets):
@@ -43,16 +41,13 @@ def add(args: skel.CmdArgs) -> Result:
     return Result(ips=tuple(ips), routes=conf.routes, dns=dns)
 
 
-def _network_dir_exists(conf: IPAMConf) -> bool:
-    return os.path.isdir(os.path.join(conf.data_dir, conf.name))
-
-
 def delete(args: skel.CmdArgs) -> None:
-    # DEL needs no ranges: a config whose ranges no longer parse still releases its addresses
-    conf = IPAMConf.load(args, need_ranges=False)
-    if not _network_dir_exists(conf):
+    # DEL loads no ranges (conf.WITHOUT_RANGES): a config whose ranges no longer parse still releases its addresses
+    conf = IPAMConf.load(args)
+    store = open_store(conf, create=False)
+    if not store.exists():
         return
-    with DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create=False) as store:
+    with store:
         released = store.release(args.container_id, args.ifname)
     if released:
         log.info("released %s of %s/%s", " ".join(map(str, released)), args.container_id, args.ifname)
@@ -61,8 +56,9 @@ def delete(args: skel.CmdArgs) -> None:
 def check(args: skel.CmdArgs) -> None:
     conf = IPAMConf.load(args)
     owned: list = []
-    if _network_dir_exists(conf):
-        with DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create=False) as store:
+    store = open_store(conf, create=False)
+    if store.exists():
+        with store:
             owned = store.owned_by(args.container_id, args.ifname)
     if not owned:
         raise CNIError(Code.CHECK_MISMATCH, f"host-local: Failed to find address added by container {args.container_id}")
@@ -79,18 +75,15 @@ def check(args: skel.CmdArgs) -> None:
 
 
 def gc(args: skel.CmdArgs) -> None:
-    conf = IPAMConf.load(args, need_ranges=False)
-    valid = valid_attachments(args.config)
-    if valid is None:
-        # as Go reads it (and cnitool relies on): no list means nothing of this network is valid
-        log.warning("GC without cni.dev/valid-attachments: releasing every address of network %s", conf.name)
-        valid = set()
-    if _network_dir_exists(conf):
-        with DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create=False) as store:
+    conf = IPAMConf.load(args)
+    valid = gc_valid_attachments(args.config, f"releasing every address of network {conf.name}")
+    store = open_store(conf, create=False)
+    if store.exists():
+        with store:
             collect(store, valid)
 
 
-def collect(store: DiskStore, valid: set[tuple[str, str]], boot_sweep: bool = False) -> list:
+def collect(store: Store, valid: set[tuple[str, str]], boot_sweep: bool = False) -> list:
     """Release every allocation not in `valid`; with boot_sweep, only those from an earlier boot."""
     valid_ids = {cid for cid, _ in valid}
     released = []
@@ -111,7 +104,7 @@ def collect(store: DiskStore, valid: set[tuple[str, str]], boot_sweep: bool = Fa
 def status(args: skel.CmdArgs) -> None:
     conf = IPAMConf.load(args)
     try:
-        with DiskStore(conf.data_dir, conf.name, conf.lock_timeout) as store:
+        with open_store(conf) as store:
             for idx, range_set in enumerate(conf.range_sets):
                 version = range_set.version
                 if not any(store.free(version, n) for n, _ in candidates(range_set, None)):

@@ -17,6 +17,11 @@ so it removes our index links along with the records it releases; records it
 creates have no index link and are found by reading them.  Every name is
 opened relative to the directory fd with O_NOFOLLOW: a planted symlink is
 never followed.
+
+`Store` is what host-local (allocator and plugin), `cni-suite status`, `gc`
+and the boot sweep need of a store; `open_store()` is the one place a store is
+built, choosing the backend in BACKENDS that the config names.  DiskStore is
+the only backend: another implements `Store` and registers there.
 """
 
 import errno
@@ -26,26 +31,20 @@ import stat
 # _socket, not socket: the same inet_ntoa/inet_ntop without socket's selectors
 # and enum conversions (about 2 ms per start, docs/performance.md)
 from _socket import AF_INET6, inet_ntoa, inet_ntop
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from common import attachment, lock, statedir
+from cni_hostlocal_ipam.layout import INDEX_PREFIX, LAST_RESERVED, LOCK, TMP_PREFIX, owner_hash
+from common import lock, statedir
 from common.errors import CNIError, Code
 from common.types import parse_ip
 
+if TYPE_CHECKING:
+    from cni_hostlocal_ipam.conf import IPAMConf
+
 FILE_FLAGS = statedir.FILE_FLAGS
-INDEX_PREFIX = ".alloc."
-TMP_PREFIX = ".tmp-"
-LAST_RESERVED = "last_reserved_ip."
 MAX_RECORD = 4096
-
-
-def owner_hash(container_id: str, ifname: str) -> str:
-    """The index's short owner tag: it only narrows the search, the record's contents decide."""
-    return attachment.sha256(f"{container_id}\r\n{ifname}".encode()).hexdigest()[:16]
-
-
-def boot_id() -> str:
-    return statedir.boot_id() or "0" * 16
 
 
 def ip_name(version: int, n: int) -> str:
@@ -65,6 +64,66 @@ class Allocation:
     ctime: float
 
 
+class Reservations(Protocol):
+    """What the allocator (allocator.py) needs: a snapshot of the taken addresses, and claiming one."""
+
+    def free(self, version: int, n: int) -> bool: ...
+
+    def reserve(self, ip, container_id: str, ifname: str, range_id: int) -> bool: ...
+
+    def last_reserved(self, range_id: int): ...
+
+    def owned_by(self, container_id: str, ifname: str) -> list: ...
+
+
+@runtime_checkable
+class Store(Reservations, Protocol):
+    """A network's allocations, for one command: built by open_store(), used as a context manager.
+
+    Entering it takes the network's lock for the whole command (and creates the
+    network's state when asked to); leaving it releases the lock.  Everything but
+    exists() is called inside the `with`.
+    """
+
+    boot: str  # this boot as Allocation.boot names it: an allocation of another boot is the boot sweep's
+
+    def exists(self) -> bool:
+        """Whether the network has state at all: DEL, CHECK, GC and status skip a network without it."""
+        ...
+
+    def __enter__(self) -> "Store": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+    def release(self, container_id: str, ifname: str) -> list:
+        """Release the attachment's addresses; returns them."""
+        ...
+
+    def drop(self, ip) -> None:
+        """Release one address whoever holds it (ADD's rollback, GC)."""
+        ...
+
+    def allocations(self) -> list[Allocation]:
+        """Every allocation with its owner and boot (GC, status, the boot sweep)."""
+        ...
+
+
+def _disk(conf: "IPAMConf", create: bool) -> Store:
+    return DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create)
+
+
+# backend name (IPAMConf.store) -> the store of a network
+BACKENDS: dict[str, Callable[["IPAMConf", bool], Store]] = {"disk": _disk}
+
+
+def open_store(conf: "IPAMConf", create: bool = True) -> Store:
+    """The network's store, not entered yet; with create=False entering never creates its state."""
+    backend = BACKENDS.get(conf.store)
+    if backend is None:  # IPAMConf.load sets only registered names
+        raise CNIError(Code.INVALID_CONFIG, f"unknown host-local store {conf.store!r}", "known: " + ", ".join(BACKENDS))
+    return backend(conf, create)
+
+
 class DiskStore:
     def __init__(self, data_dir: str, network: str, lock_timeout: float = 10.0, create: bool = True):
         self.data_dir = data_dir
@@ -72,7 +131,11 @@ class DiskStore:
         self.lock_timeout = lock_timeout
         self.create = create
         self.dirfd = self.lockfd = -1
-        self.boot = boot_id()
+        # the index names need a token: all zeros when the kernel does not say (statedir.boot_id() is "")
+        self.boot = statedir.boot_id() or "0" * 16
+
+    def exists(self) -> bool:
+        return os.path.isdir(os.path.join(self.data_dir, self.network))
 
     # --- opening, locking, scanning ---------------------------------------
 
@@ -105,7 +168,7 @@ class DiskStore:
     def _open_lock(self) -> int:
         try:
             # O_NONBLOCK: a FIFO planted as the lock must not hang us before the regular-file check
-            fd = os.open("lock", os.O_RDONLY | os.O_NONBLOCK | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
+            fd = os.open(LOCK, os.O_RDONLY | os.O_NONBLOCK | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=self.dirfd)
         except OSError as err:
             raise statedir.io_error("opening the lock file", err) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -130,7 +193,7 @@ class DiskStore:
                     # claims happen only under the lock we hold: no temp file is in flight
                     self._unlink(name)
                 continue
-            if name == "lock" or name.startswith(LAST_RESERVED):
+            if name == LOCK or name.startswith(LAST_RESERVED):
                 continue
             self.taken.add(name)
         for name in [ip for ip in self.index if ip not in self.taken]:
@@ -139,7 +202,7 @@ class DiskStore:
             for _, _, entry in self.index.pop(name):
                 self._unlink(entry)
 
-    # --- the Store interface used by the allocator ----------------------------
+    # --- Reservations: what the allocator uses -------------------------------
 
     def free(self, version: int, n: int) -> bool:
         return ip_name(version, n) not in self.taken

@@ -97,7 +97,7 @@ def _text(report: dict) -> str:
     return "\n".join(lines)
 
 
-@cli.command(help="Release what no live container holds, as CNI 1.1.0 GC would.")
+@cli.command(help="Release what no live container holds, as CNI 1.1.0 GC would; remove other builds' unused run-in-place caches.")
 @click.option("--network", default=None)
 @click.option("--valid", multiple=True, metavar="CONTAINERID:IFNAME", help="an attachment to keep (repeatable)")
 @click.option(
@@ -147,6 +147,8 @@ def gc(conf_dir, network, valid, runtime, boot_sweep, cni_path) -> None:
         except CNIError as err:
             failed = True
             say(f"{safe(net.name)}: GC failed: {safe(err)}", err=True)
+    for path in collect.prune_binary_cache():
+        say(f"run-in-place cache: removed {safe(path)}")
     if failed:
         sys.exit(1)
 

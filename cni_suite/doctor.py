@@ -4,10 +4,11 @@ import os
 from dataclasses import asdict, dataclass
 
 from cni_suite.inventory import Network
-from cni_suite.report import plumbing, request
-from common import firewall, netlink
+from cni_suite.report import plumbing
+from common import bincache, firewall, netlink
 from common.errors import CNIError
 from common.netlink import sysctl
+from common.skel import CmdArgs
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def check_network(network: Network) -> list[Finding]:
 def _ranges(ipam_config):
     from cni_hostlocal_ipam.conf import IPAMConf
 
-    return IPAMConf.load(request(ipam_config)).range_sets if ipam_config else ()
+    return IPAMConf.load(CmdArgs.for_config(ipam_config, command="STATUS")).range_sets if ipam_config else ()
 
 
 def _bridge(network: Network, ipam_config) -> list[Finding]:
@@ -65,11 +66,11 @@ def _bridge(network: Network, ipam_config) -> list[Finding]:
     if network.plugin == "vxlan":
         from cni_vxlan.conf import VxlanConf
 
-        name, gateway = VxlanConf.load(network.config).bridge, True
+        name, gateway = VxlanConf.load(CmdArgs.for_config(network.config, command="STATUS")).bridge, True
     elif network.plugin == "bridge":
         from cni_bridge.conf import BridgeConf
 
-        conf = BridgeConf.load(request(network.config))
+        conf = BridgeConf.load(CmdArgs.for_config(network.config, command="STATUS"))
         name, gateway = conf.bridge, conf.is_gateway and not conf.force_address
     else:
         return []
@@ -114,7 +115,7 @@ def _tools(network: Network) -> list[Finding]:
         return []
     from cni_bridge.conf import BridgeConf
 
-    conf = BridgeConf.load(request(network.config))
+    conf = BridgeConf.load(CmdArgs.for_config(network.config, command="STATUS"))
     needed = []
     if conf.layer3 and conf.ip_masq:
         needed.append("nft" if conf.ip_masq_backend == "nftables" else "iptables-restore")
@@ -135,28 +136,17 @@ def _tools(network: Network) -> list[Finding]:
 def _vxlan(network: Network) -> list[Finding]:
     if network.plugin != "vxlan":
         return []
-    from cni_vxlan import etcd
     from cni_vxlan.conf import VxlanConf
-    from cni_vxlan.store import LeaseStore
+    from cni_vxlan.peers import peer_source
 
-    conf = VxlanConf.load(network.config)
-    if conf.peer_source != "etcd":
-        return []
-    assert conf.etcd is not None  # VxlanConf.load sets it for peerSource etcd
-    try:
-        snap = LeaseStore(conf).snapshot()
-    except etcd.EtcdError as err:
-        return [
-            Finding(
-                "etcd",
-                network.name,
-                f"etcd unreachable: {err}",
-                f"check {', '.join(conf.etcd.endpoints)} from this node (firewall, TLS files, etcd health)",
-            )
-        ]
-    mtus = {lease.underlay_mtu for lease in snap.leases.values() if lease.underlay_mtu}
+    conf = VxlanConf.load(CmdArgs.for_config(network.config, command="STATUS"))
+    source = peer_source(conf)
+    view = source.view()
+    if view.error:
+        return [Finding(source.name, network.name, f"{source.name} unreachable: {view.error}", view.fix)]
+    mtus = set(view.underlay_mtus.values())
     if len(mtus) > 1:
-        by_mtu = {m: sorted(n for n, lease in snap.leases.items() if lease.underlay_mtu == m) for m in sorted(mtus)}
+        by_mtu = {m: sorted(n for n, mtu in view.underlay_mtus.items() if mtu == m) for m in sorted(mtus)}
         detail = "; ".join(f"{m}: {', '.join(nodes)}" for m, nodes in by_mtu.items())
         return [
             Finding(
@@ -169,8 +159,19 @@ def _vxlan(network: Network) -> list[Finding]:
     return []
 
 
+def check_run_in_place() -> list[Finding]:
+    """Whether the single-file plugins can run in place from their cache (docs/build.md, "Run in place")."""
+    why, fix = bincache.why_not()
+    if not why:
+        return []
+    return [Finding("run-in-place", "", f"{why}: every plugin start unpacks itself into the runtime's TMPDIR (slower)", fix)]
+
+
 def examine(networks: list[Network], tmpdir: str | None = None) -> list[Finding]:
-    findings = check_tmpdir(tmpdir)
+    """Every finding; the runtime's TMPDIR counts when it was named, or when the plugins cannot run in place."""
+    findings = check_run_in_place()
+    if tmpdir or findings:
+        findings += check_tmpdir(tmpdir)
     for network in networks:
         findings += check_network(network)
     return findings

@@ -8,17 +8,18 @@ with a node leak until the range runs dry.  `gc --valid` and `gc
 
 import io
 import json
-import logging
 import os
 import stat
 import subprocess
+import sys
 
 from cni_suite.inventory import Network
 from cni_suite.report import ipam_report, plumbing
-from common import skel
+from common import bincache, skel
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def run_gc(network: Network, valid: set[tuple[str, str]], cni_path: str) -> None:
@@ -26,7 +27,8 @@ def run_gc(network: Network, valid: set[tuple[str, str]], cni_path: str) -> None
     from common.invoke import in_process
 
     plugin = in_process(network.plugin, {})
-    assert plugin is not None  # network.plugin is one of ours (inventory.OURS), and each runs in process
+    if plugin is None:  # one of ours (inventory.ours()) that does not declare IN_PROCESS (common/plugins.py)
+        raise CNIError(Code.INVALID_CONFIG, f"cni-suite cannot run {network.plugin}'s GC: it does not run in-process")
     config = dict(network.config, cniVersion="1.1.0")  # our plugins do GC whatever version the file names
     config["cni.dev/valid-attachments"] = [{"containerID": cid, "ifname": ifname} for cid, ifname in sorted(valid)]
     environ = dict(os.environ, CNI_COMMAND="GC", CNI_PATH=cni_path, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="")
@@ -133,9 +135,9 @@ def boot_sweep(network: Network, cni_path: str) -> list[str]:
     A later DEL or GC by the runtime finds nothing left and succeeds.
     """
     from cni_bridge.state import Records
-    from cni_hostlocal_ipam.store import boot_id
+    from common.statedir import boot_id
 
-    current = boot_id()
+    current = boot_id()  # as the bridge wrote it into its records ("" when the kernel does not say)
     stale: set[tuple[str, str]] = set()
     ipam_config, bridge_dir = plumbing(network)
     if ipam_config is not None:
@@ -152,3 +154,14 @@ def boot_sweep(network: Network, cni_path: str) -> list[str]:
         log.warning("boot sweep: releasing %s/%s of network %s (left by an earlier boot)", cid, ifname, network.name)
     run_gc(network, valid, cni_path)
     return [f"{cid}/{ifname}" for cid, ifname in sorted(stale)]
+
+
+def prune_binary_cache() -> list[str]:
+    """Other builds' copies in the run-in-place cache that no process runs from (docs/build.md).
+
+    Only the binary knows which build it is: from source, nothing is pruned.
+    """
+    meipass = getattr(sys, "_MEIPASS", "")
+    if not bincache.running_in_place(meipass):
+        return []
+    return bincache.prune(keep=os.path.basename(meipass))[0]

@@ -1,7 +1,8 @@
 """The networks a node is configured with, as a runtime finds them (NETCONFPATH, default /etc/cni/net.d).
 
-Only networks using our plugins are described: a bridge or vxlan network
-(with its host-local IPAM) or a plugin list that uses host-local directly.
+Only networks using our plugins (the plugin table, common/plugins.py) are
+described: e.g. a bridge or vxlan network (with its host-local IPAM) or a
+plugin list that uses host-local directly; of a plugin list, the first of ours.
 """
 
 import glob
@@ -9,18 +10,24 @@ import os
 import stat
 from dataclasses import dataclass
 
+from common import plugins as plugin_table
 from common.config import MAX_STDIN, check_name, load_json
 from common.errors import CNIError
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
-OURS = ("bridge", "vxlan", "host-local")
+
+
+def ours(roots=None) -> frozenset[str]:
+    """The CNI types of our plugins: every declared plugin (not the operator CLI), in this program or under roots."""
+    table = plugin_table.table() if roots is None else plugin_table.discover(roots)
+    return frozenset(name for name, entry in table.items() if entry["kind"] == "plugin")
 
 
 @dataclass(frozen=True)
 class Network:
     name: str
     source: str  # the file it came from
-    plugin: str  # "bridge", "vxlan" or "host-local"
+    plugin: str  # its type, one of ours()
     config: dict  # the plugin's request configuration (cniVersion and name filled in)
     problem: str = ""  # why it could not be read, if it could not
 
@@ -29,7 +36,9 @@ def conf_dir(option: str | None = None) -> str:
     return option or os.environ.get("NETCONFPATH") or DEFAULT_CONF_DIR
 
 
-def networks(directory: str) -> list[Network]:
+def networks(directory: str, plugin_types: frozenset[str] | None = None) -> list[Network]:
+    """The networks of ours in directory (plugin_types: the types that are ours, default ours())."""
+    wanted = ours() if plugin_types is None else plugin_types
     out, seen = [], set()
     files = sorted(glob.glob(os.path.join(directory, "*.conflist"))) + sorted(
         glob.glob(os.path.join(directory, "*.conf")) + glob.glob(os.path.join(directory, "*.json"))
@@ -45,7 +54,7 @@ def networks(directory: str) -> list[Network]:
         plugins = data.get("plugins")
         entries = plugins if type(plugins) is list else [data]
         for entry in entries:
-            if type(entry) is not dict or entry.get("type") not in OURS:
+            if type(entry) is not dict or type(entry.get("type")) is not str or entry["type"] not in wanted:
                 continue
             name = data.get("name") or entry.get("name")
             try:

@@ -12,29 +12,27 @@ from cni_bridge import masq
 from cni_bridge.conf import BridgeConf
 from cni_bridge.state import Records
 from cni_hostlocal_ipam.conf import IPAMConf
-from cni_hostlocal_ipam.store import DiskStore, boot_id
+from cni_hostlocal_ipam.store import open_store
 from cni_suite.inventory import Network
 from common import netlink
 from common.errors import CNIError
 from common.skel import CmdArgs, ifname_problem
 
 
-def request(config: dict, command: str = "STATUS") -> CmdArgs:
-    return CmdArgs(command, "", None, "", "", {}, (), b"", config, config.get("cniVersion", "1.1.0"), dict(os.environ))
-
-
 def plumbing(network: Network) -> tuple[dict | None, str]:
-    """(the config host-local sees, the bridge's data dir) for a network of ours."""
+    """(the config host-local sees, the bridge's data dir) for a network of ours; (None, "") for a type with neither."""
     if network.plugin == "host-local":
         return network.config, ""
     if network.plugin == "bridge":
-        conf = BridgeConf.load(request(network.config))
+        conf = BridgeConf.load(CmdArgs.for_config(network.config, command="STATUS"))
         return (network.config if conf.layer3 and conf.ipam_type == "host-local" else None), conf.data_dir
+    if network.plugin != "vxlan":
+        return None, ""  # another plugin of ours (the plugin table): no host-local state, no bridge records
     from cni_vxlan import node
     from cni_vxlan.conf import VxlanConf
     from cni_vxlan.plugin import delegate_config
 
-    vxlan_conf = VxlanConf.load(network.config)
+    vxlan_conf = VxlanConf.load(CmdArgs.for_config(network.config, command="STATUS"))
     lease = node.cached_lease(vxlan_conf)
     bridge_dir = os.path.join(node.state_dir(vxlan_conf), "bridge")
     if lease is None:
@@ -43,11 +41,12 @@ def plumbing(network: Network) -> tuple[dict | None, str]:
 
 
 def ipam_report(config: dict) -> dict:
-    conf = IPAMConf.load(request(config))
-    now, current_boot = time.time(), boot_id()
+    conf = IPAMConf.load(CmdArgs.for_config(config, command="STATUS"))
+    now = time.time()
     allocations = []
-    if os.path.isdir(os.path.join(conf.data_dir, conf.name)):
-        with DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create=False) as store:
+    store = open_store(conf, create=False)
+    if store.exists():
+        with store:
             allocations = store.allocations()
     ranges = []
     for index, range_set in enumerate(conf.range_sets):
@@ -64,7 +63,7 @@ def ipam_report(config: dict) -> dict:
                 "containerID": a.container_id,
                 "ifname": a.ifname,
                 "ageSeconds": int(now - a.ctime),
-                "boot": "current" if a.boot == current_boot else ("earlier" if a.boot else "unknown"),
+                "boot": "current" if a.boot == store.boot else ("earlier" if a.boot else "unknown"),
             }
             for a in allocations
         ],
@@ -116,7 +115,7 @@ def network_report(network: Network) -> dict:
             from cni_vxlan.conf import VxlanConf
             from cni_vxlan.status import node_report
 
-            out["vxlan"] = node_report(VxlanConf.load(network.config))
+            out["vxlan"] = node_report(VxlanConf.load(CmdArgs.for_config(network.config, command="STATUS")))
     except (CNIError, OSError) as err:  # one network's bad state must not hide the others' report
         out["problem"] = str(err)
     return out

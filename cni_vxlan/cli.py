@@ -5,7 +5,9 @@ the network's prefix in etcd and reconciles within a debounce of any change,
 re-lists every --resync seconds (a watch can die quietly or fall behind a
 compaction), refreshes TTL leases, recreates a deleted device, and never
 removes entries while etcd is unreachable.  It runs in the foreground, for a
-systemd unit or a DaemonSet, and ends cleanly on SIGTERM.
+systemd unit or a DaemonSet, and ends cleanly on SIGTERM.  What it waits
+on between converges, and how a node is retired, is the peer source's
+(peers.py: etcd watches, static peers re-converge every --resync seconds).
 """
 
 import json
@@ -18,12 +20,13 @@ from typing import NoReturn
 
 import click
 
-from cni_vxlan import etcd, node
+from cni_vxlan import node
 from cni_vxlan.conf import VxlanConf
-from cni_vxlan.store import LeaseStore
+from cni_vxlan.peers import PeerSourceError, peer_source
 from common import netlink
 from common.config import load_json
 from common.errors import CNIError
+from common.skel import CmdArgs
 
 log = logging.getLogger("cni_vxlan.sync")
 
@@ -38,7 +41,7 @@ def load_conf(path: str, network: str | None) -> VxlanConf:
             merged = dict(entry, name=data.get("name") or entry.get("name"), cniVersion=data.get("cniVersion") or entry.get("cniVersion"))
             if network and merged.get("name") != network:
                 continue
-            return VxlanConf.load(merged)
+            return VxlanConf.load(CmdArgs.for_config(merged, command="STATUS"))
     raise click.ClickException(f"{path}: no vxlan plugin" + (f" for network {network}" if network else ""))
 
 
@@ -80,17 +83,15 @@ def _watch(conf: VxlanConf, resync: float) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    source = peer_source(conf)
     backoff = 0.5
     try:
         while True:
             try:
                 revision = _converge(conf)
                 backoff = 0.5
-                if conf.peer_source == "static":
-                    time.sleep(resync)  # nothing to watch: re-converge now and then, repairing what others changed
-                    continue
-                _follow(conf, revision, resync)
-            except (etcd.EtcdError, CNIError) as err:
+                source.follow(revision, resync, lambda: _converge(conf))
+            except (PeerSourceError, CNIError) as err:
                 log.warning("%s; retrying in %.1fs (entries left as programmed)", err, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -102,30 +103,9 @@ def _converge(conf: VxlanConf) -> int:
     with netlink.host() as nl:
         state = node.converge(conf, nl)
     if state.peers is None:
-        raise etcd.EtcdError("etcd unreachable")
+        raise PeerSourceError(f"{conf.peer_source} unreachable")
     log.info("converged at revision %d: %s holds %s, %d peers", state.revision, conf.node_name, state.lease.peer.subnet, len(state.peers))
     return state.revision
-
-
-def _follow(conf: VxlanConf, revision: int, resync: float) -> None:
-    """Watch from revision+1; reconcile after a short debounce, and re-list every `resync`.
-
-    Every converge also refreshes a TTL lease, so with leaseTTL the re-list
-    runs at least three times per TTL.
-    """
-    assert conf.etcd is not None  # only an etcd network is followed, and VxlanConf.load gives those their etcd settings
-    if conf.etcd.lease_ttl:
-        resync = min(resync, conf.etcd.lease_ttl / 3)
-    store = LeaseStore(conf)
-    last_full = time.monotonic()
-    pending = 0.0
-    for events in store.client.watch(store.base, revision + 1, idle=0.2):
-        now = time.monotonic()
-        if events:
-            pending = pending or now  # debounce: let a burst of changes land first
-        if (pending and now - pending >= 0.2) or now - last_full >= resync:
-            _converge(conf)
-            pending, last_full = 0.0, now
 
 
 @cli.command("node-remove", help="Retire a node: delete its lease; peers drop its entries on their next sync.")
@@ -134,11 +114,9 @@ def _follow(conf: VxlanConf, revision: int, resync: float) -> None:
 @click.option("--network", default=None)
 def node_remove(name: str, conf_path: str, network: str | None) -> None:
     conf = load_conf(conf_path, network)
-    if conf.peer_source != "etcd":
-        raise click.ClickException("static peers: remove the node from peers[] in every node's config instead")
     try:
-        removed = LeaseStore(conf).remove_node(name)
-    except etcd.EtcdError as err:
+        removed = peer_source(conf).remove_node(name)
+    except PeerSourceError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{name}: lease removed" if removed else f"{name}: held no lease")
 

@@ -1,4 +1,8 @@
-"""vxlan configuration: the overlay, this node's identity, the peer source, the delegate."""
+"""vxlan configuration: the overlay, this node's identity, the peer source, the delegate.
+
+`VxlanConf.load(args)` takes the command's CmdArgs, as every plugin's loader
+does (why: `common.skel.CmdArgs.for_config`); it reads only the config.
+"""
 
 import json
 import os
@@ -9,9 +13,10 @@ from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING
 
 from cni_vxlan.etcd import parse_endpoint
+from cni_vxlan.peers import SOURCES
 from common.config import Obj, check_name
 from common.errors import CNIError, Code
-from common.skel import ifname_problem
+from common.skel import CmdArgs, ifname_problem
 
 if TYPE_CHECKING:  # annotations only: conf is on every plugin call's import path
     from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -73,7 +78,7 @@ class VxlanConf:
     vtep_address: "IPv4Address | IPv6Address | None"  # None to use the VTEP interface's primary address
     mtu: int  # 0: the underlay's MTU minus the encapsulation overhead
     node_name: str
-    peer_source: str  # "etcd" or "static"
+    peer_source: str  # a name in peers.SOURCES: "etcd" or "static"
     peers: tuple[Peer, ...]
     etcd: EtcdConf | None
     data_dir: str
@@ -83,7 +88,8 @@ class VxlanConf:
     lock_timeout: float
 
     @classmethod
-    def load(cls, config: dict) -> "VxlanConf":
+    def load(cls, args: CmdArgs) -> "VxlanConf":
+        config = args.config
         name = check_name(config.get("name"))
         top = Obj(config)
         network = _network(top)
@@ -96,8 +102,8 @@ class VxlanConf:
             if ifname and (why := ifname_problem(ifname)):
                 raise CNIError(Code.INVALID_CONFIG, f"invalid {key}", f"{_quote(ifname)}: {why}")
         peer_source = top.str("peerSource") or "etcd"
-        if peer_source not in ("etcd", "static"):
-            raise top.bad("peerSource", "'etcd' or 'static'", peer_source)
+        if peer_source not in SOURCES:
+            raise top.bad("peerSource", " or ".join(f"'{known}'" for known in SOURCES), peer_source)
         node_name = top.str("nodeName") or socket.gethostname()
         if not NODE_RE.match(node_name) or not node_name.isprintable():
             raise top.bad("nodeName", "a node name (no '/' or spaces)", node_name)

@@ -8,16 +8,16 @@ working after one ADD or sync.
 """
 
 import errno
-import logging
 import os
 from ipaddress import ip_interface
 
 from cni_vxlan.conf import VxlanConf, vtep_mac
 from common import netlink
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 from common.netlink import sysctl
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 OVERHEAD = {4: 50, 6: 70}  # outer IP + UDP + VXLAN + inner Ethernet headers
 
 

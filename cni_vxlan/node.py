@@ -8,20 +8,19 @@
 """
 
 import json
-import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from cni_vxlan import device, etcd
+from cni_vxlan import device
 from cni_vxlan.conf import Peer, VxlanConf
+from cni_vxlan.peers import Lease, peer_source
 from cni_vxlan.reconcile import reconcile
-from cni_vxlan.store import Lease, LeaseStore
 from common import netlink, statedir
-from common.errors import CNIError, Code
+from common.log import get as get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,13 +110,13 @@ def _save_applied(conf: VxlanConf, peers, revision: int) -> None:
 
 
 def converge(conf: VxlanConf, nl) -> NodeState:
-    """Everything node-level an ADD needs, from one store read, under the node lock."""
+    """Everything node-level an ADD needs, from one read of the peer source, under the node lock."""
     # read-only checks first: a node whose config cannot work is refused before anything is written
     underlay, vtep = device.detect_vtep(nl, conf)
-    if conf.peer_source == "static":
-        _static_lease(conf, vtep, underlay.mtu)
+    source = peer_source(conf)
+    source.precheck(vtep, underlay.mtu)
     with node_lock(conf):
-        lease, peers, revision = _lease_and_peers(conf, nl, vtep, underlay.mtu)
+        lease, peers, revision = source.lease_and_peers(nl, vtep, underlay.mtu)
         link = device.ensure_device(nl, conf, lease.peer.subnet, underlay, vtep)
         if peers is not None:
             changes = reconcile(nl, link, conf.network, list(peers))
@@ -126,34 +125,3 @@ def converge(conf: VxlanConf, nl) -> NodeState:
             _save_applied(conf, peers, revision)
         _save_lease(conf, lease)
         return NodeState(lease, link, peers, revision)
-
-
-def _static_lease(conf: VxlanConf, vtep, underlay_mtu: int) -> Lease:
-    own = conf.own_peer()
-    if own is None:  # VxlanConf.load refuses static peers without this node's entry
-        raise CNIError(
-            Code.INVALID_CONFIG, f"static peers have no entry for this node ({conf.node_name!r})", "add {node, vtep, subnet} for it, or set nodeName"
-        )
-    if own.vtep != vtep:
-        raise CNIError(
-            Code.INVALID_CONFIG, f"static peer {own.node} says vtep {own.vtep}, but this node's VTEP is {vtep}", "fix peers[] or set vtepAddress"
-        )
-    return Lease(own, underlay_mtu)
-
-
-def _lease_and_peers(conf: VxlanConf, nl, vtep, underlay_mtu: int):
-    if conf.peer_source == "static":
-        return _static_lease(conf, vtep, underlay_mtu), tuple(p for p in conf.peers if p.node != conf.node_name), 0
-    store = LeaseStore(conf)
-    cached = cached_lease(conf)
-    try:
-        lease, snap = store.acquire(vtep, underlay_mtu, cached.peer.subnet if cached else None)
-        if not store.keepalive(lease):
-            raise CNIError(Code.TRY_AGAIN_LATER, "this node's etcd lease expired meanwhile", "retry; `vxlan sync` keeps TTL leases alive")
-        return lease, tuple(store.peers(snap, vtep.version)), snap.revision
-    except etcd.EtcdError as err:
-        # fail static: with valid local state, pods still start and no entry is removed
-        if cached is not None and cached.peer.vtep == vtep and netlink.find_link(nl, conf.device) is not None:
-            log.warning("etcd unreachable (%s): using the cached lease %s, peers left as programmed", err, cached.peer.subnet)
-            return cached, None, 0
-        raise CNIError(Code.TRY_AGAIN_LATER, "etcd unreachable and this node holds no lease yet", str(err)) from None

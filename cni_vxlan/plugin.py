@@ -8,20 +8,20 @@ The same executable also runs the operator commands (`vxlan sync`,
 """
 
 import copy
-import logging
 import os
 import sys
-from dataclasses import replace
 
 from cni_vxlan import device, node
 from cni_vxlan.conf import DEFAULT_DATA_DIR, VxlanConf
+from cni_vxlan.peers import peer_source
 from cni_vxlan.reconcile import plan, programmed
 from common import invoke, netlink, records, skel
-from common.config import valid_attachments
+from common.config import gc_valid_attachments
 from common.errors import CNIError, Code, incomplete, step
+from common.log import get as get_logger
 from common.types import Interface, Result
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 PASSED_THROUGH = ("runtimeConfig", "args", "prevResult", "capabilities", "dns", "cni.dev/valid-attachments", "cni.dev/attachments")
 
 
@@ -53,7 +53,7 @@ def _saved_configs(data_dir: str, network: str) -> records.Records:
 
 
 def add(args: skel.CmdArgs) -> Result:
-    conf = VxlanConf.load(args.config)
+    conf = VxlanConf.load(args)
     _validate_delegate(conf, args)
     with _saved_configs(conf.data_dir, conf.name).locked(args.container_id, args.ifname, create=True) as entry:
         if _saved(entry.read()) is not None:
@@ -90,7 +90,7 @@ def _validate_delegate(conf: VxlanConf, args) -> None:
     from ipaddress import ip_address
 
     from cni_vxlan.conf import Peer
-    from cni_vxlan.store import Lease
+    from cni_vxlan.peers import Lease
 
     stand_in = Lease(Peer(conf.node_name, ip_address("0.0.0.0"), _expected_subnet(conf), ""), 0)
     probe = delegate_config(conf, stand_in, conf.mtu or 1500, args.config)
@@ -100,7 +100,7 @@ def _validate_delegate(conf: VxlanConf, args) -> None:
     from cni_bridge.conf import BridgeConf
     from cni_hostlocal_ipam.conf import IPAMConf
 
-    sub = replace(args, config=probe)
+    sub = args.replace(config=probe)
     bridge_conf = BridgeConf.load(sub)
     if bridge_conf.layer3:
         invoke.check_available(bridge_conf.ipam_type, sub)
@@ -111,12 +111,12 @@ def _validate_delegate(conf: VxlanConf, args) -> None:
 def _expected_subnet(conf: VxlanConf):
     """This node's pod subnet as far as it is known before converging: requested IPs are judged against it.
 
-    A static peer list or an earlier lease names it; a node that holds no lease
-    yet can only be held to the overlay's range.
+    The peer source (a static peer list) or an earlier lease names it; a node
+    that holds no lease yet can only be held to the overlay's range.
     """
-    own = conf.own_peer() if conf.peer_source == "static" else None
-    if own is not None:
-        return own.subnet
+    hint = peer_source(conf).subnet_hint()
+    if hint is not None:
+        return hint
     cached = node.cached_lease(conf)
     return cached.peer.subnet if cached is not None else conf.network
 
@@ -142,7 +142,7 @@ def _with_prev(delegate: dict, request: dict, device_name: str) -> dict:
 
 def delete(args: skel.CmdArgs) -> None:
     try:
-        data_dir = VxlanConf.load(args.config).data_dir
+        data_dir = VxlanConf.load(args).data_dir
     except CNIError:
         # a config that broke since ADD: the saved delegate config is all DEL needs
         configured = args.config.get("dataDir")
@@ -158,7 +158,7 @@ def delete(args: skel.CmdArgs) -> None:
 
 
 def check(args: skel.CmdArgs) -> None:
-    conf = VxlanConf.load(args.config)
+    conf = VxlanConf.load(args)
     saved = _saved(_saved_configs(conf.data_dir, conf.name).read(args.container_id, args.ifname))
     if saved is None:
         raise CNIError(Code.CHECK_MISMATCH, f"no attachment {args.container_id}/{args.ifname} on network {conf.name}")
@@ -200,11 +200,8 @@ def verify_node(conf: VxlanConf, nl, lease) -> str:
 
 
 def gc(args: skel.CmdArgs) -> None:
-    conf = VxlanConf.load(args.config)
-    valid = valid_attachments(args.config)
-    if valid is None:
-        log.warning("GC without cni.dev/valid-attachments: every attachment of %s is stale", conf.name)
-        valid = set()
+    conf = VxlanConf.load(args)
+    valid = gc_valid_attachments(args.config, f"every attachment of {conf.name} is stale")
     saved_configs = _saved_configs(conf.data_dir, conf.name)
     errors: list[CNIError] = []
     for doc in saved_configs.all():
@@ -212,7 +209,7 @@ def gc(args: skel.CmdArgs) -> None:
         if (cid, ifname) in valid or _saved(doc) is None:
             continue
         # the runtime's DEL never came: replay it, as libcni's GC does for cached attachments
-        step(errors, f"collecting {cid}/{ifname}", _collect, saved_configs, replace(args, container_id=cid, ifname=ifname))
+        step(errors, f"collecting {cid}/{ifname}", _collect, saved_configs, args.replace(container_id=cid, ifname=ifname))
     step(errors, "removing the locks of killed calls", saved_configs.collect_orphan_locks)
     forwarded = _node_delegate(conf, args)
     if forwarded is not None:  # forward GC to the delegate, and through it to host-local
@@ -242,18 +239,14 @@ def _node_delegate(conf: VxlanConf, args) -> dict | None:
 
 
 def status(args: skel.CmdArgs) -> None:
-    conf = VxlanConf.load(args.config)
+    conf = VxlanConf.load(args)
     lease = node.cached_lease(conf)
-    if conf.peer_source == "etcd":
-        from cni_vxlan import etcd
-        from cni_vxlan.store import LeaseStore
-
-        try:
-            LeaseStore(conf).snapshot()
-        except etcd.EtcdError as err:
-            if lease is None:
-                raise CNIError(Code.NOT_AVAILABLE, "etcd unreachable and this node holds no lease", str(err)) from None
-            log.warning("etcd unreachable (%s): ADD works from the cached lease", err)
+    source = peer_source(conf)
+    unreachable = source.view().error
+    if unreachable:
+        if lease is None:
+            raise CNIError(Code.NOT_AVAILABLE, f"{source.name} unreachable and this node holds no lease", unreachable)
+        log.warning("%s unreachable (%s): ADD works from the cached lease", source.name, unreachable)
     if lease is not None:
         with netlink.host() as nl:
             problem = verify_node(conf, nl, lease)

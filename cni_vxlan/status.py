@@ -1,23 +1,17 @@
 """What a node's overlay looks like now: lease, device, and per peer whether each entry is programmed."""
 
-from cni_vxlan import etcd, node
+from cni_vxlan import node
 from cni_vxlan.conf import VxlanConf
+from cni_vxlan.peers import peer_source
 from cni_vxlan.reconcile import programmed
 from common import netlink
 
 
 def node_report(conf: VxlanConf) -> dict:
     lease = node.cached_lease(conf)
-    peers, store_state = node.applied_peers(conf), "static peers"
-    if conf.peer_source == "etcd":
-        from cni_vxlan.store import LeaseStore
-
-        try:
-            snap = LeaseStore(conf).snapshot()
-            peers = [other.peer for n, other in sorted(snap.leases.items()) if n != conf.node_name]
-            store_state = f"etcd reachable (revision {snap.revision}, {len(snap.leases)} leases)"
-        except etcd.EtcdError as err:
-            store_state = f"etcd unreachable ({err}): showing the last applied peers"
+    view = peer_source(conf).view()
+    peers = node.applied_peers(conf) if view.peers is None else view.peers
+    store_state = view.state
     with netlink.host() as nl:
         link = netlink.find_link(nl, conf.device)
         if link is not None:

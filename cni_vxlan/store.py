@@ -12,7 +12,6 @@ set (then `vxlan sync` keeps the etcd lease alive).
 """
 
 import json
-import logging
 import random
 import time
 from dataclasses import dataclass
@@ -20,21 +19,13 @@ from ipaddress import ip_address, ip_network
 
 from cni_vxlan import etcd
 from cni_vxlan.conf import Peer, VxlanConf, parse_mac, vtep_mac, vtep_problem
+from cni_vxlan.peers import Lease
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ATTEMPTS = 10
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A node's subnet lease as stored."""
-
-    peer: Peer
-    underlay_mtu: int
-    mod_revision: int = 0
-    etcd_lease: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,7 +41,7 @@ class LeaseStore:
     def __init__(self, conf: VxlanConf, client: etcd.Client | None = None):
         self.conf = conf
         e = conf.etcd
-        if e is None:  # VxlanConf.load sets etcd exactly when peerSource is etcd; callers check that first
+        if e is None:  # VxlanConf.load sets etcd exactly when peerSource is etcd; only peers.EtcdPeers builds this
             raise CNIError(Code.INVALID_CONFIG, f"network {conf.name} has no etcd settings", "the lease store serves peerSource etcd only")
         self.client = client or etcd.Client(e.endpoints, e.timeout, e.ca_file, e.cert_file, e.key_file)
         self.base = f"{e.prefix}/{conf.name}/"

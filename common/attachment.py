@@ -16,10 +16,7 @@ The key escapes both parts, then joins them with ":":
     reader compares it (a file naming another pair counts as absent).
 """
 
-try:  # the builtin sha256: hashlib would load OpenSSL's _hashlib, about 5 ms per start
-    from _sha256 import sha256  # CPython 3.11; 3.12 renamed it _sha2
-except ImportError:
-    from hashlib import sha256
+from common.startup import sha256  # noqa: F401  (re-exported: the store's owner hash)
 
 SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 SEPARATOR = ":"

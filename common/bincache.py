@@ -119,10 +119,12 @@ def prune(keep: str = "", root: str = ROOT) -> tuple[list[str], list[str]]:
     return removed, busy
 
 
-def why_not(root: str = ROOT) -> str:
-    """Why the bootloader cannot run in place from root ("" when it can), with the fix."""
+def why_not(root: str = ROOT) -> tuple[str, str]:
+    """(why the bootloader cannot run in place from root, the fix), or ("", "") when it can (pyi_cni_cache.c's rules)."""
+    import stat
+
     if os.geteuid() != 0:
-        return "the plugins do not run as root: every start unpacks into $TMPDIR"
+        return "the plugins do not run as root", "run the container runtime as root"
     path = "/"
     for part in [p for p in root.split("/") if p]:
         path = os.path.join(path, part)
@@ -130,30 +132,27 @@ def why_not(root: str = ROOT) -> str:
             st = os.lstat(path)
         except FileNotFoundError:
             if path == root:
-                break  # created by the first start
-            return f"{path} is missing: create it (owned by root, mode 0755)"
+                break  # made by the first start
+            return f"{path} is missing", f"create it, owned by root, mode 0755 ({root} is a build option)"
         except OSError as err:
-            return f"{path}: {err.strerror}"
-        import stat
-
+            return f"{path}: {err.strerror}", f"make {path} a directory root can read"
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            return f"{path} is not a directory (a symlink?): make it a real directory owned by root"
+            return f"{path} is not a directory (a symlink?)", f"make {path} a real directory owned by root"
         if st.st_uid != 0:
-            return f"{path} is owned by uid {st.st_uid}: chown root {path}"
+            return f"{path} is owned by uid {st.st_uid}", f"chown root {path}"
         private = path == root
         if st.st_mode & (0o077 if private else 0o022):
-            mode = "0700" if private else "go-w"
-            return f"{path} is writable by others (mode {st.st_mode & 0o7777:o}): chmod {mode} {path}"
+            return f"{path} is writable by others (mode {st.st_mode & 0o7777:o})", f"chmod {'0700' if private else 'go-w'} {path}"
     existing = root if os.path.isdir(root) else os.path.dirname(root)
     try:
         flags = os.statvfs(existing).f_flag
     except OSError as err:
-        return f"{existing}: {err.strerror}"
+        return f"{existing}: {err.strerror}", f"make {existing} readable by root"
     if flags & os.ST_NOEXEC:
-        return f"{existing} is on a noexec file system: mount it exec, or move {root} (a build option)"
+        return f"{existing} is on a noexec file system", f"mount it exec, or build with another cache root ({root})"
     if flags & os.ST_RDONLY and not os.path.isdir(root):
-        return f"{existing} is read-only and holds no cache yet: run `make install` where it is writable"
-    return ""
+        return f"{existing} is read-only and holds no cache yet", "run `make install` (it fills the cache) where it is writable"
+    return "", ""
 
 
 # --- a cache deleted under a running process ------------------------------------

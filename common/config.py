@@ -8,15 +8,19 @@ code-7 error instead of a Python exception.
 """
 
 import builtins
-import json
-import re
 
+from common import startup
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 
 MAX_STDIN = 4 << 20  # configs carrying a prevResult are well under 64 KiB
 MAX_CNI_ARGS = 64 << 10
-NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+NAME_PATTERN = r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z"  # the reference's; checked without re (common/startup.py)
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
 NAME_MAX = 255
+
+log = get_logger(__name__)
 
 _INF = float("inf")
 
@@ -46,7 +50,7 @@ def load_json(data: bytes, what: str = "network configuration"):
     """Decode untrusted JSON; every failure is a code-6 CNIError."""
     try:
         text = data.decode("utf-8")
-        value = json.loads(
+        value = startup.loads(
             text,
             object_pairs_hook=_no_duplicates,
             parse_constant=_reject_constant,
@@ -54,18 +58,18 @@ def load_json(data: bytes, what: str = "network configuration"):
         )
         if "\\u" in text:
             # a lone surrogate decodes fine but cannot be written out again
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            startup.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError, UnicodeError) as err:
         raise CNIError(Code.DECODING_FAILURE, f"failed to decode {what}", str(err)[:500]) from None
     return value
 
 
 def dumps(value) -> str:
-    return json.dumps(value, indent=4)
+    return startup.dumps(value, indent=4)
 
 
 def _jtext(value) -> str:
-    text = json.dumps(value)
+    text = startup.dumps(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -92,47 +96,35 @@ class Obj:
     def bad(self, key: str, want: str, value) -> CNIError:
         return CNIError(Code.INVALID_CONFIG, f"invalid {self.where}{key}", f"want {want}, got {_jtext(value)}")
 
-    def str(self, key: str, default=None):
+    def typed(self, key: builtins.str, want_type: type, want: builtins.str, default=None):
+        """The value under `key`, which must be exactly of `want_type` (`want` words it); `default` if absent or null."""
         value = self.lookup(key)
         if value is None:
             return default
-        if type(value) is not str:
-            raise self.bad(key, "a string", value)
+        if type(value) is not want_type:
+            raise self.bad(key, want, value)
         return value
+
+    def str(self, key: builtins.str, default=None):
+        return self.typed(key, str, "a string", default)
 
     def bool(self, key: builtins.str, default: bool = False) -> bool:
-        value = self.lookup(key)
-        if value is None:
-            return default
-        if type(value) is not bool:
-            raise self.bad(key, "true or false", value)
-        return value
+        return self.typed(key, bool, "true or false", default)
 
     def int(self, key: builtins.str, default=None, lo: int | None = None, hi: int | None = None):
-        value = self.lookup(key)
+        value = self.typed(key, int, "an integer")
         if value is None:
             return default
-        if type(value) is not int:
-            raise self.bad(key, "an integer", value)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.bad(key, f"an integer in {lo}..{hi}", value)
         return value
 
     def list(self, key: builtins.str, default=None):
-        value = self.lookup(key)
-        if value is None:
-            return default
-        if type(value) is not list:
-            raise self.bad(key, "a list", value)
-        return value
+        return self.typed(key, list, "a list", default)
 
     def obj(self, key: builtins.str):
-        value = self.lookup(key)
-        if value is None:
-            return None
-        if type(value) is not dict:
-            raise self.bad(key, "an object", value)
-        return Obj(value, f"{self.where}{key}.")
+        value = self.typed(key, dict, "an object")
+        return None if value is None else Obj(value, f"{self.where}{key}.")
 
     def str_list(self, key: builtins.str) -> builtins.list:
         items = self.list(key, [])
@@ -162,14 +154,19 @@ def parse_cni_args(text: str) -> dict:
     return args
 
 
+def is_name(text: str) -> bool:
+    """Whether text matches NAME_PATTERN (network names, container IDs)."""
+    return bool(text) and text[0] in _NAME_FIRST and _NAME_REST.issuperset(text)
+
+
 def check_name(name, what: str = "network name") -> str:
     if type(name) is not str or not name:
         raise CNIError(Code.INVALID_CONFIG, f"missing {what}")
-    if not NAME_RE.match(name) or len(name.encode()) > NAME_MAX:
+    if not is_name(name) or len(name.encode()) > NAME_MAX:
         raise CNIError(
             Code.INVALID_CONFIG,
             f"invalid characters found in {what}",
-            f"{name[:80]!r} must match {NAME_RE.pattern} and be at most {NAME_MAX} bytes",
+            f"{name[:80]!r} must match {NAME_PATTERN} and be at most {NAME_MAX} bytes",
         )
     return name
 
@@ -190,3 +187,16 @@ def valid_attachments(config: dict) -> set[tuple[str, str]] | None:
             raise CNIError(Code.INVALID_CONFIG, "invalid cni.dev/valid-attachments", f"entry {item!r} needs containerID and ifname")
         out.add((cid, ifname))
     return out
+
+
+def gc_valid_attachments(config: dict, absent: str) -> set[tuple[str, str]]:
+    """The attachments GC keeps: cni.dev/valid-attachments, or none at all without the key.
+
+    Go reads a missing key so (and cnitool relies on it); a warning then says
+    what it means here (`absent`, e.g. "every attachment of NET is stale").
+    """
+    valid = valid_attachments(config)
+    if valid is None:
+        log.warning("GC without cni.dev/valid-attachments: %s", absent)
+        return set()
+    return valid

@@ -1,19 +1,19 @@
 """Delegation as the spec defines it: find the plugin in CNI_PATH, run it with
 our environment (only CNI_COMMAND replaced) and our exact stdin, parse its output.
 
-Our own plugin types run in-process instead (the same code, the same stdin
-and environment), saving one process start per ADD and DEL.  Set
+Our own plugin types that declare IN_PROCESS (common/plugins.py) run
+in-process instead (the same code, the same stdin and environment), saving
+one process start per ADD and DEL.  Set
 CNI_DELEGATE_EXEC=1 to exec them like any other plugin.  An exec'd delegate
 is killed (with its process group) after CNI_DELEGATE_TIMEOUT seconds
 (default 20), and the command fails with code 11.
 """
 
-import json
 import os
 import stat
-from dataclasses import replace
 from importlib import import_module
 
+from common import startup
 from common.config import load_json
 from common.errors import CNIError, Code
 from common.types import Result
@@ -22,7 +22,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type che
 if TYPE_CHECKING:
     from common.skel import Plugin
 
-IN_PROCESS = {"host-local": "cni_hostlocal_ipam.plugin", "bridge": "cni_bridge.plugin", "vxlan": "cni_vxlan.plugin"}
 DEFAULT_TIMEOUT = 20.0
 
 
@@ -46,10 +45,15 @@ def find_in_path(name: str, path: tuple[str, ...]) -> str:
 
 
 def in_process(plugin_type: str, environ) -> "Plugin | None":
-    module = IN_PROCESS.get(plugin_type)
-    if module is None or environ.get("CNI_DELEGATE_EXEC") == "1":
+    """The PLUGIN of one of our types that may run in this process (the plugin table says which), else None."""
+    if environ.get("CNI_DELEGATE_EXEC") == "1":
         return None
-    return import_module(module).PLUGIN
+    from common.plugins import table
+
+    entry = table().get(plugin_type)
+    if entry is None or not entry.get("in_process"):
+        return None
+    return import_module(entry["module"]).PLUGIN
 
 
 def check_available(plugin_type: str, args) -> None:
@@ -68,9 +72,9 @@ def _timeout(environ) -> float:
 
 def delegate(command: str, plugin_type: str, args, config: dict | None = None):
     """Run `command` on a delegated plugin; a Result for ADD, None otherwise."""
-    sub = replace(args, command=command)
+    sub = args.replace(command=command)
     if config is not None:
-        sub = replace(sub, config=config, stdin=json.dumps(config).encode())
+        sub = sub.replace(config=config, stdin=startup.dumps(config).encode())
     plugin = in_process(plugin_type, args.environ)
     if plugin is not None:
         return plugin.handler(command)(sub)
@@ -98,7 +102,7 @@ def _exec(command: str, plugin_type: str, args, timeout: float):
 
 def _delegate_error(plugin_type: str, rc: int, out: bytes) -> CNIError:
     try:
-        data = json.loads(out)
+        data = startup.loads(out.decode())
         code, msg = data["code"], data["msg"]
         if type(code) is int and type(msg) is str:
             details = data.get("details")

@@ -6,11 +6,11 @@ queueing) under an interval timer; threads other than the main one, where
 signals cannot be used, poll instead.
 """
 
-import _signal as signal  # signal's enum wrappers cost about 1 ms per start; the same calls, plain ints
 import fcntl
 import time
 
 from common.errors import CNIError, Code
+from common.startup import signal
 
 
 class _Timeout(Exception):

@@ -15,16 +15,15 @@ or, in documents that store none, for the one pair the name can stand for;
 a name that could stand for several is left to the runtime's own DEL.
 """
 
-import json
-import logging
 import os
 import time
 from contextlib import contextmanager
 
-from common import attachment, statedir
+from common import attachment, startup, statedir
 from common.errors import CNIError, Code
+from common.log import get as get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 LOCK_TIMEOUT = 10.0  # as host-local's default: a stuck holder gives code 11, never a hang
 PAIR = ("container_id", "ifname")
 
@@ -52,7 +51,7 @@ class Entry:
         if self.dirfd is None:  # only a DEL holds such an Entry, and DEL never writes
             raise CNIError(Code.IO_FAILURE, f"recording the attachment in {self.records.path} failed", "no state directory")
         try:
-            statedir.write_file(self.dirfd, self.name, json.dumps(doc).encode())
+            statedir.write_file(self.dirfd, self.name, startup.dumps(doc).encode())
         except OSError as err:
             raise statedir.io_error(f"recording the attachment in {self.records.path}", err) from None
 
@@ -141,6 +140,19 @@ class Records:
                 return None
             raise
 
+    def untouched(self, container_id: str, ifname: str) -> bool:
+        """True when nothing of the attachment is here: no document (under either name) and no lock file.
+
+        A read without the lock, for a DEL that may have nothing to do: an ADD
+        creates the lock file before it changes anything and writes the
+        document before it touches the node, and the holder removes the lock
+        file last.  So "untouched" means no call is running for the pair and
+        none left anything; any file is a reason to take the full path.
+        """
+        key = attachment.key(container_id, ifname)
+        names = (key + ".json", key + ".lock", _legacy_name(container_id, ifname))
+        return not any(os.path.lexists(os.path.join(self.path, name)) for name in names)
+
     def read(self, container_id: str, ifname: str) -> dict | None:
         """The document without the lock (a quick look); None when absent."""
         dirfd = self._open(create=False)
@@ -158,7 +170,7 @@ class Records:
         if data is None:
             return None
         try:
-            doc = json.loads(data)
+            doc = startup.loads(data.decode())
         except ValueError:
             return None  # damaged: treated as absent; DEL still cleans by identity
         if type(doc) is not dict:

@@ -10,15 +10,15 @@ stderr only.
 
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from common.config import MAX_STDIN, check_name, dumps, load_json, parse_cni_args
+from common.config import MAX_STDIN, check_name, dumps, is_name, load_json, parse_cni_args
 from common.errors import CNIError, Code, from_os_error
 from common.version import COMMAND_MIN_VERSION, LATEST, SUPPORTED_VERSIONS, parse_version
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
 if TYPE_CHECKING:  # for annotations only: skel must not import these at start (docs/performance.md)
+    from collections.abc import Callable, Mapping
+
     from common.netns import NetNS
     from common.types import Result
 
@@ -35,35 +35,118 @@ IFNAME_MAX = 15  # IFNAMSIZ - 1, in bytes
 CONTAINER_ID_MAX = 255
 
 
-@dataclass(frozen=True)
 class CmdArgs:
-    """One command's environment and stdin, parsed and validated."""
+    """One command's environment and stdin, parsed and validated; immutable.
 
+    A plain class, not a dataclass: every plugin start builds one, and the
+    dataclasses module (with inspect) is the costliest import on that path
+    (docs/performance.md).
+    """
+
+    __slots__ = ("command", "container_id", "netns", "netns_path", "ifname", "args", "path", "stdin", "config", "cni_version", "environ")
     command: str
     container_id: str
     netns: "NetNS | None"  # opened and validated; None when absent or gone
     netns_path: str
     ifname: str
-    args: Mapping[str, str]  # CNI_ARGS
+    args: "Mapping[str, str]"  # CNI_ARGS
     path: tuple[str, ...]
     stdin: bytes
     config: dict  # stdin, decoded once
     cni_version: str
-    environ: Mapping[str, str] = field(repr=False, default_factory=dict)
+    environ: "Mapping[str, str]"
+
+    def __init__(
+        self,
+        command: str,
+        container_id: str,
+        netns: "NetNS | None",
+        netns_path: str,
+        ifname: str,
+        args: "Mapping[str, str]",
+        path: tuple[str, ...],
+        stdin: bytes,
+        config: dict,
+        cni_version: str,
+        environ: "Mapping[str, str] | None" = None,
+    ):
+        values = (command, container_id, netns, netns_path, ifname, args, path, stdin, config, cni_version, {} if environ is None else environ)
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"CmdArgs is immutable: use replace({name}=...)")
+
+    def replace(self, **changes) -> "CmdArgs":
+        """A copy with some fields changed (what dataclasses.replace did)."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"CmdArgs has no field {sorted(unknown)}")
+        values.update(changes)
+        return CmdArgs(**values)
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not CmdArgs:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields (config, args): unhashable, as the dataclass was
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "environ")
+        return f"CmdArgs({shown})"
+
+    @classmethod
+    def for_config(cls, config: dict, *, command: str, cni_args: "Mapping[str, str] | None" = None) -> "CmdArgs":
+        """The CmdArgs of `command` for a config that did not come through run(): a conf file, a test.
+
+        Every plugin loads its config the same way, `Conf.load(args: CmdArgs)`
+        (BridgeConf, IPAMConf, VxlanConf): the loaders need more than the dict
+        (CNI_ARGS, the negotiated version, and host-local the command: DEL and
+        GC load without ranges), and a plugin holds exactly this object.  A
+        caller with only a config builds one here, naming the command whose
+        view of the config it wants ("STATUS" for the whole config outside a
+        pod).  There is no container, namespace, stdin, CNI_PATH or
+        environment; cni_version is the config's cniVersion, or the latest.
+        """
+        if command not in REQUIRED:
+            raise ValueError(f"not a CNI command with a config: {command!r}")
+        version = config.get("cniVersion")
+        return cls(
+            command=command,
+            container_id="",
+            netns=None,
+            netns_path="",
+            ifname="",
+            args=dict(cni_args or {}),
+            path=(),
+            stdin=b"",
+            config=config,
+            cni_version=version if type(version) is str and version else LATEST,
+        )
 
 
-@dataclass(frozen=True, kw_only=True)
 class Plugin:
     """A plugin's name and its command handlers; a command without one is refused (4)."""
 
-    name: str
-    add: "Callable[[CmdArgs], Result]"
-    delete: Callable[[CmdArgs], None]
-    check: Callable[[CmdArgs], None] | None = None
-    gc: Callable[[CmdArgs], None] | None = None
-    status: Callable[[CmdArgs], None] | None = None
-    versions: tuple[str, ...] = SUPPORTED_VERSIONS
-    about: str = ""
+    __slots__ = ("name", "add", "delete", "check", "gc", "status", "versions", "about")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        add: "Callable[[CmdArgs], Result]",
+        delete: "Callable[[CmdArgs], None]",
+        check: "Callable[[CmdArgs], None] | None" = None,
+        gc: "Callable[[CmdArgs], None] | None" = None,
+        status: "Callable[[CmdArgs], None] | None" = None,
+        versions: tuple[str, ...] = SUPPORTED_VERSIONS,
+        about: str = "",
+    ):
+        self.name, self.add, self.delete = name, add, delete
+        self.check, self.gc, self.status = check, gc, status
+        self.versions, self.about = versions, about
 
     def handler(self, command: str) -> "Callable[[CmdArgs], Result | None]":
         """The one map from a CNI command to its handler (the protocol layer and delegation use it)."""
@@ -110,19 +193,17 @@ def _invisible(ch: str) -> bool:
 
 
 def container_id_problem(cid: str) -> str | None:
-    from common.config import NAME_RE
-
     if not cid:
         return "empty"
     if len(cid) > CONTAINER_ID_MAX:
         return f"longer than {CONTAINER_ID_MAX} characters"
-    if not NAME_RE.match(cid):
+    if not is_name(cid):
         return "invalid characters (want [a-zA-Z0-9][a-zA-Z0-9_.-]*)"
     return None
 
 
 class _Invocation:
-    def __init__(self, plugin: Plugin, environ: Mapping[str, str], stdin):
+    def __init__(self, plugin: "Plugin | _Named", environ: "Mapping[str, str]", stdin):
         self.plugin = plugin
         self.environ = environ
         self.stdin = stdin
@@ -261,9 +342,8 @@ def run(plugin: Plugin, environ=None, stdin=None, stdout=None, stderr=None) -> i
 
 
 def _dispatch(plugin: Plugin, inv: _Invocation, command: str, stdout, stderr) -> int:
-    import _signal as signal  # signal's enum wrappers cost about 1 ms per start; the same calls, plain ints
-
     from common import log
+    from common.startup import signal
 
     args = inv.parse(command)
     log.setup(plugin.name, args.container_id, args.config.get("logLevel"), args.config.get("logFile"), stderr)
@@ -294,6 +374,54 @@ def _write(stdout, text: str) -> None:
 def _fail(stdout, wire: dict) -> int:
     _write(stdout, dumps(wire) + "\n")
     return 1
+
+
+def quick_delete(name: str, versions: tuple[str, ...], decide: str, environ=None, stdin=None, stderr=None):
+    """Answer a DEL without loading the plugin, when `decide` says the plugin's DEL would change nothing.
+
+    containerd sends every pod a second DEL without a namespace, and runtimes
+    repeat DELs (the namespace gone by then); each would otherwise pay for
+    loading the whole plugin.
+    `decide` names a function ("module:function", a plugin's QUICK_DELETE,
+    e.g. cni_bridge/idle.py) taking the parsed CmdArgs and answering True
+    only when it can tell that nothing is there.  Returns None when the DEL
+    is answered (success, no output, as the plugin's own); otherwise the
+    stdin the plugin's run() reads instead (this has read the real one).
+    Anything unusual (invalid input, a namespace to look into, a doubt) goes
+    to the plugin, which reports it.
+    """
+    import io
+
+    environ = os.environ if environ is None else environ
+    stdin = sys.stdin.buffer if stdin is None else stdin
+    if environ.get("CNI_COMMAND") != "DEL":
+        return stdin
+    data = stdin.read(MAX_STDIN + 1)
+    inv = _Invocation(_Named(name, versions), environ, io.BytesIO(data))
+    try:
+        args = inv.parse("DEL")
+        module, _, function = decide.partition(":")
+        from importlib import import_module
+
+        nothing = getattr(import_module(module), function)(args) is True
+    except Exception:  # noqa: BLE001  the plugin's DEL runs and reports whatever this could not judge
+        nothing = False
+    finally:
+        if inv.netns is not None:
+            inv.netns.close()
+    if not nothing:
+        return io.BytesIO(data)
+    from common import log
+
+    log.setup(name, args.container_id, args.config.get("logLevel"), args.config.get("logFile"), stderr or sys.stderr)
+    return None
+
+
+class _Named:
+    """What parsing needs of a plugin that is not loaded: its name and versions."""
+
+    def __init__(self, name: str, versions: tuple[str, ...]):
+        self.name, self.versions = name, versions
 
 
 def main(plugin: Plugin) -> None:

@@ -1,4 +1,4 @@
-"""Spec versions.  Kept tiny: the VERSION command imports only this (and json)."""
+"""Spec versions.  Kept tiny: the VERSION command imports only this (and common.startup for JSON)."""
 
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
@@ -29,7 +29,7 @@ def respond(versions, stdin, stdout, max_stdin: int = 4 << 20) -> int:
     garbage or nothing gets the latest).  The multi-call binary calls this
     without importing the protocol layer (build/multicall.py).
     """
-    import json
+    from common import startup
 
     requested = LATEST
     try:
@@ -40,10 +40,10 @@ def respond(versions, stdin, stdout, max_stdin: int = 4 << 20) -> int:
         try:
             data = stdin.read(max_stdin)
             if data.strip():
-                requested = json.loads(data).get("cniVersion") or LATEST
+                requested = startup.loads(data.decode()).get("cniVersion") or LATEST
         except (OSError, ValueError, AttributeError, UnicodeError):
             pass
     if type(requested) is not str:
         requested = LATEST
-    stdout.write(json.dumps({"cniVersion": requested, "supportedVersions": list(versions)}, indent=4) + "\n")
+    stdout.write(startup.dumps({"cniVersion": requested, "supportedVersions": list(versions)}, indent=4) + "\n")
     return 0

@@ -19,6 +19,7 @@ Errors go to stderr with exit status 1.  The plugins run in the network
 namespace this process runs in: use `ip netns exec NODE python -m
 conformance.cnitool ...` to keep them off the machine's own namespace.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,55 +94,28 @@ def cli():
     pass
 
 
-@cli.command(help="run ADD on every plugin of NETWORK, in order, and print the result")
-@common
-def add(network, netns, ifname, cache_dir):
-    def go():
-        cni, conflist, rt = _setup(network, netns, ifname, cache_dir)
-        result = cni.add(conflist, rt)
-        click.echo(json.dumps(result, indent=4))
+def command(name: str, help: str, action) -> None:
+    """A cnitool subcommand: action(cni, conflist, rt) on the setup the environment and options describe."""
 
-    _run(go)
+    @cli.command(name=name, help=help)
+    @common
+    def run(network, netns, ifname, cache_dir):
+        _run(lambda: action(*_setup(network, netns, ifname, cache_dir)))
 
 
-@cli.command(help="run CHECK on every plugin of NETWORK with the cached result")
-@common
-def check(network, netns, ifname, cache_dir):
-    def go():
-        cni, conflist, rt = _setup(network, netns, ifname, cache_dir)
-        cni.check(conflist, rt)
-
-    _run(go)
+def _add(cni, conflist, rt):
+    click.echo(json.dumps(cni.add(conflist, rt), indent=4))
 
 
-@cli.command(name="del", help="run DEL on every plugin of NETWORK, in reverse, with the cached result")
-@common
-def delete(network, netns, ifname, cache_dir):
-    def go():
-        cni, conflist, rt = _setup(network, netns, ifname, cache_dir)
-        cni.delete(conflist, rt)
-
-    _run(go)
-
-
-@cli.command(help="DEL every cached attachment of NETWORK, then GC every plugin with no valid attachments")
-@common
-def gc(network, netns, ifname, cache_dir):
-    def go():
-        cni, conflist, _ = _setup(network, netns, ifname, cache_dir)
-        cni.gc(conflist, None)
-
-    _run(go)
-
-
-@cli.command(help="run STATUS on every plugin of NETWORK (configs of 1.1.0 and later)")
-@common
-def status(network, netns, ifname, cache_dir):
-    def go():
-        cni, conflist, _ = _setup(network, netns, ifname, cache_dir)
-        cni.status(conflist)
-
-    _run(go)
+command("add", "run ADD on every plugin of NETWORK, in order, and print the result", _add)
+command("check", "run CHECK on every plugin of NETWORK with the cached result", lambda cni, conflist, rt: cni.check(conflist, rt))
+command("del", "run DEL on every plugin of NETWORK, in reverse, with the cached result", lambda cni, conflist, rt: cni.delete(conflist, rt))
+command(
+    "gc",
+    "DEL every cached attachment of NETWORK, then GC every plugin with no valid attachments",
+    lambda cni, conflist, _: cni.gc(conflist, None),
+)
+command("status", "run STATUS on every plugin of NETWORK (configs of 1.1.0 and later)", lambda cni, conflist, _: cni.status(conflist))
 
 
 def main(argv=None):

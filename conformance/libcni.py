@@ -87,10 +87,7 @@ class NetworkConfigList:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "NetworkConfigList":
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CNIError(f"error parsing configuration list: {exc}", 6) from None
+        doc = _parse_json(raw, "configuration list")
         if not isinstance(doc, dict):
             raise CNIError("error parsing configuration list: not a JSON object", 6)
         name = doc.get("name")
@@ -119,14 +116,19 @@ class NetworkConfigList:
     @classmethod
     def from_single(cls, raw: bytes) -> "NetworkConfigList":
         """Up-convert a single-plugin .conf (libcni ConfListFromConf)."""
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CNIError(f"error parsing configuration: {exc}", 6) from None
+        doc = _parse_json(raw, "configuration")
         if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
             raise CNIError("error parsing configuration: missing 'type'", 7)
         listed = {"name": doc.get("name", ""), "cniVersion": doc.get("cniVersion", ""), "plugins": [doc]}
         return cls.from_bytes(json.dumps(listed).encode())
+
+
+def _parse_json(raw: bytes, what: str):
+    """JSON from a configuration file; what it cannot decode is a code-6 error about `what`."""
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise CNIError(f"error parsing {what}: {exc}", 6) from None
 
 
 def _truthy(value) -> bool:
@@ -137,26 +139,26 @@ def _truthy(value) -> bool:
 
 def load_network(confdir: str, name: str) -> NetworkConfigList:
     """libcni LoadNetworkConf: a *.conflist by name, else a *.conf/*.json by name."""
-    for path in sorted(glob.glob(os.path.join(confdir, "*.conflist"))):
-        with open(path, "rb") as f:
-            raw = f.read()
-        try:
-            conf = NetworkConfigList.from_bytes(raw)
-        except CNIError:
-            continue
-        if conf.name == name:
-            return conf
+    lists = sorted(glob.glob(os.path.join(confdir, "*.conflist")))
     singles = sorted(glob.glob(os.path.join(confdir, "*.conf")) + glob.glob(os.path.join(confdir, "*.json")))
-    for path in singles:
+    conf = _first_named(lists, NetworkConfigList.from_bytes, name) or _first_named(singles, NetworkConfigList.from_single, name)
+    if conf is None:
+        raise CNIError(f'no net configuration with name "{name}" in {confdir}')
+    return conf
+
+
+def _first_named(paths: list[str], parse, name: str) -> NetworkConfigList | None:
+    """The first of `paths` that `parse` reads as the network `name`; files it cannot read are passed over."""
+    for path in paths:
         with open(path, "rb") as f:
             raw = f.read()
         try:
-            conf = NetworkConfigList.from_single(raw)
+            conf = parse(raw)
         except CNIError:
             continue
         if conf.name == name:
             return conf
-    raise CNIError(f'no net configuration with name "{name}" in {confdir}')
+    return None
 
 
 # --- runtime arguments --------------------------------------------------------

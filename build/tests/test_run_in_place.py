@@ -283,3 +283,15 @@ def test_a_first_start_killed_while_populating_leaves_nothing_half_usable(varlib
         os.utime(root / name, (old, old))
     assert self_test(varlib)["in_place"] is True
     assert listing(root) == [build_id]
+
+
+def test_cni_suite_gc_prunes_other_builds(varlib, build_id, tmp_path):
+    self_test(varlib)
+    other = varlib / "cni-multi" / ("d" * 64)
+    other.mkdir(mode=0o700)
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    proc = run(varlib, [os.path.join(BIN, "cni-suite"), "--conf-dir", str(conf_dir), "gc", "--boot-sweep"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"run-in-place cache: removed {bincache.ROOT}/{other.name}" in proc.stdout.decode()
+    assert listing(varlib / "cni-multi") == [build_id]

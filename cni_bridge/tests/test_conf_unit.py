@@ -4,10 +4,10 @@ The kernel-side refusals (nothing touched on the node) are in test_bad_config.py
 """
 
 import dataclasses
+import os
 
 import pytest
 
-from cni_bridge import conf as bridge_conf
 from cni_bridge.conf import BridgeConf
 from common import skel
 from common.errors import CNIError, Code
@@ -19,25 +19,8 @@ BASE = {"cniVersion": "1.1.0", "name": "unit-net", "type": "bridge"}
 IPAM = {"type": "host-local", "subnet": "10.22.0.0/24"}
 
 
-def cmd_args(config: dict, cni_args: dict | None = None) -> skel.CmdArgs:
-    """A CmdArgs as skel builds it for an ADD (no namespace: load never looks at it)."""
-    return skel.CmdArgs(
-        command="ADD",
-        container_id="c1",
-        netns=None,
-        netns_path="",
-        ifname="eth0",
-        args=dict(cni_args or {}),
-        path=("/opt/cni/bin",),
-        stdin=b"",
-        config=config,
-        cni_version=config["cniVersion"],
-        environ={},
-    )
-
-
 def load(cni_args: dict | None = None, **keys) -> BridgeConf:
-    return BridgeConf.load(cmd_args({**BASE, **keys}, cni_args))
+    return BridgeConf.load(skel.CmdArgs.for_config({**BASE, **keys}, command="ADD", cni_args=cni_args))
 
 
 def refused(cni_args: dict | None = None, **keys) -> CNIError:
@@ -52,8 +35,8 @@ def nft(monkeypatch):
     """Whether `nft` is found: the default masquerade backend depends on it."""
 
     def present(value: bool):
-        real = bridge_conf.os.access
-        monkeypatch.setattr(bridge_conf.os, "access", lambda path, mode: value if path.endswith("/nft") else real(path, mode))
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: value if path.endswith("/nft") else real(path, mode))
 
     return present
 

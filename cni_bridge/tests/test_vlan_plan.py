@@ -3,12 +3,11 @@
 The kernel side is in test_vlan.py.
 """
 
-from types import SimpleNamespace
-
 import pytest
 
 from cni_bridge.bridge import port_vlan_plan
 from cni_bridge.conf import BridgeConf
+from common.skel import CmdArgs
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +15,7 @@ PVID_UNTAGGED = 0x6  # BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED: the de
 
 
 def conf(**keys) -> BridgeConf:
-    return BridgeConf.load(SimpleNamespace(config={"cniVersion": "1.1.0", "name": "vl", "type": "bridge", **keys}, args={}))
+    return BridgeConf.load(CmdArgs.for_config({"cniVersion": "1.1.0", "name": "vl", "type": "bridge", **keys}, command="ADD"))
 
 
 def trunk(*ids, lo=None, hi=None) -> list:

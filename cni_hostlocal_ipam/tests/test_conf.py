@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
@@ -11,7 +9,7 @@ pytestmark = pytest.mark.unit
 
 def args(ipam: dict, version: str = "1.0.0", cni_args: dict | None = None, **top) -> CmdArgs:
     config = {"cniVersion": version, "name": "net", "ipam": dict(type="host-local", **ipam), **top}
-    return CmdArgs("ADD", "c1", None, "", "eth0", cni_args or {}, (), json.dumps(config).encode(), config, version)
+    return CmdArgs.for_config(config, command="ADD", cni_args=cni_args)
 
 
 def load(ipam: dict, **kw) -> IPAMConf:
@@ -53,18 +51,7 @@ def test_requested_ip_order_and_sources():
 
 def test_keys_match_case_insensitively_like_go():
     conf = IPAMConf.load(
-        CmdArgs(
-            "ADD",
-            "c",
-            None,
-            "",
-            "eth0",
-            {},
-            (),
-            b"",
-            {"cniVersion": "1.0.0", "name": "n", "IPAM": {"Subnet": "10.9.0.0/16", "DATADIR": "/tmp/x"}},
-            "1.0.0",
-        )
+        CmdArgs.for_config({"cniVersion": "1.0.0", "name": "n", "IPAM": {"Subnet": "10.9.0.0/16", "DATADIR": "/tmp/x"}}, command="ADD")
     )
     assert str(conf.range_sets[0].ranges[0].subnet) == "10.9.0.0/16" and conf.data_dir == "/tmp/x"
 
@@ -116,7 +103,7 @@ def test_invalid_config_is_code_7(ipam, fragment):
 
 def test_missing_ipam_key():
     with pytest.raises(CNIError) as err:
-        IPAMConf.load(CmdArgs("ADD", "c", None, "", "e", {}, (), b"", {"cniVersion": "1.0.0", "name": "n"}, "1.0.0"))
+        IPAMConf.load(CmdArgs.for_config({"cniVersion": "1.0.0", "name": "n"}, command="ADD"))
     assert err.value.code == 7 and "missing 'ipam'" in err.value.msg
 
 

@@ -8,7 +8,6 @@ requested address outside every range are 999 there; 0.0.0.0/0 is accepted
 and then fails to allocate, and route fields it does not know are dropped.
 """
 
-import json
 import os
 
 import pytest
@@ -23,9 +22,9 @@ U32_MAX = 2**32 - 1
 SUBNET = {"subnet": "10.1.2.0/24"}
 
 
-def args(ipam: dict, cni_args: dict | None = None, **top) -> CmdArgs:
+def args(ipam: dict, cni_args: dict | None = None, command: str = "ADD", **top) -> CmdArgs:
     config = {"cniVersion": "1.1.0", "name": "net", "ipam": {"type": "host-local", **ipam}, **top}
-    return CmdArgs("ADD", "c1", None, "", "eth0", cni_args or {}, (), json.dumps(config).encode(), config, "1.1.0")
+    return CmdArgs.for_config(config, command=command, cni_args=cni_args)
 
 
 def route(**fields) -> dict:
@@ -147,9 +146,10 @@ def test_route_fields_reach_the_result_routes():
     ],
     ids=["netmask-subnet", "route-mtu-2^32", "route-table-negative", "requested-outside", "requested-bad-prefix"],
 )
-def test_del_and_gc_still_load_what_an_add_now_refuses(ipam, cni_args):
+@pytest.mark.parametrize("command", ["DEL", "GC"])
+def test_del_and_gc_still_load_what_an_add_now_refuses(ipam, cni_args, command):
     # an address allocated under an older, laxer loader must still be released
-    conf = IPAMConf.load(args(ipam, cni_args), need_ranges=False)
+    conf = IPAMConf.load(args(ipam, cni_args, command))
     assert (conf.range_sets, conf.routes, conf.requested) == ((), (), ())
 
 
@@ -159,6 +159,13 @@ def test_two_requested_addresses_for_one_range_set_are_refused_by_the_add_withou
 
     ipam = {**SUBNET, "dataDir": str(tmp_path)}
     with pytest.raises(CNIError) as err:
-        plugin.add(args(ipam, {"IP": "10.1.2.3"}, **requested("10.1.2.4")))
+        plugin.add(args(ipam, {"IP": "10.1.2.3"}, **requested("10.1.2.4")).replace(container_id="c1", ifname="eth0"))
     assert err.value.code == Code.REQUESTED_IP_UNAVAILABLE and "10.1.2.4" in err.value.msg
     assert sorted(f for f in os.listdir(tmp_path / "net") if f[0].isdigit()) == []
+
+
+@pytest.mark.parametrize("command", ["ADD", "CHECK", "STATUS"])
+def test_every_other_command_needs_the_ranges(command):
+    with pytest.raises(CNIError) as err:
+        IPAMConf.load(args({}, None, command))
+    assert err.value.code == Code.INVALID_CONFIG and "no IP ranges" in err.value.msg

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from common import bincache
 from conformance.netenv import run_plugin
 
 pytestmark = pytest.mark.root
@@ -138,10 +139,8 @@ def test_doctor_finds_a_noexec_runtime_tmpdir(site, bin_dir, tmp_path):
     assert str(mnt) in findings[0]["problem"] and "noexec" in findings[0]["problem"]
 
 
-def test_doctor_takes_the_runtime_tmpdir_from_TMPDIR_by_default(site, bin_dir, tmp_path):
-    """From source, TMPDIR itself is what doctor examines.  A single-file build cannot
-    start from a noexec TMPDIR at all (that is the pain point): it exits non-zero with
-    the bootloader's message on stderr and nothing on stdout."""
+def test_a_noexec_TMPDIR_is_harmless_while_the_plugins_run_in_place(site, bin_dir, tmp_path):
+    """Running in place, nothing is unpacked into TMPDIR: doctor starts and finds nothing to say about it."""
     node, conf_dir, *_ = site
     mnt = tmp_path / "noexec"
     mnt.mkdir()
@@ -149,11 +148,28 @@ def test_doctor_takes_the_runtime_tmpdir_from_TMPDIR_by_default(site, bin_dir, t
         f"mount -t tmpfs -o noexec,size=64m none {mnt} && "
         f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?"
     )
-    out = node.exec("unshare", "-m", "sh", "-c", script)
-    body, rc = out.rsplit("rc=", 1)
+    body, rc = node.exec("unshare", "-m", "sh", "-c", script).rsplit("rc=", 1)
+    assert json.loads(body)["findings"] == [] and rc.strip() == "0", (tmp_path / "err").read_text()
+
+
+def test_doctor_says_why_the_plugins_cannot_run_in_place_and_then_checks_TMPDIR(site, bin_dir, tmp_path):
+    """A cache root writable by others is refused: the plugins fall back to unpacking into TMPDIR on every start.
+    From source, doctor reports both; a single-file build cannot start from a noexec TMPDIR at all (the pain
+    point): it exits non-zero with the bootloader's message on stderr and nothing on stdout."""
+    node, conf_dir, *_ = site
+    mnt = tmp_path / "noexec"
+    mnt.mkdir()
+    os.makedirs(bincache.ROOT, mode=0o700, exist_ok=True)
+    script = (
+        f"mount -t tmpfs -o mode=0777,size=1m none {bincache.ROOT} && mount -t tmpfs -o noexec,size=64m none {mnt} && "
+        f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?"
+    )
+    body, rc = node.exec("unshare", "-m", "sh", "-c", script).rsplit("rc=", 1)
     if bin_dir.endswith("src-bin"):
         findings = json.loads(body)["findings"]
-        assert [f["check"] for f in findings] == ["runtime-tmpdir"] and str(mnt) in findings[0]["problem"]
+        assert [f["check"] for f in findings] == ["run-in-place", "runtime-tmpdir"]
+        assert "writable by others" in findings[0]["problem"] and findings[0]["fix"] == f"chmod 0700 {bincache.ROOT}"
+        assert str(mnt) in findings[1]["problem"]
         assert rc.strip() == "1"
     else:
         assert body == "" and rc.strip() != "0"

@@ -12,6 +12,7 @@ import pytest
 from cni_vxlan import conf as vxlan_conf
 from cni_vxlan.conf import EtcdConf, Peer, VxlanConf, vtep_mac
 from common.errors import CNIError, Code
+from common.skel import CmdArgs
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +22,7 @@ N2 = {"node": "n2", "vtep": "192.0.2.2", "subnet": "198.18.2.0/24"}
 
 
 def load(**keys) -> VxlanConf:
-    return VxlanConf.load({**BASE, **keys})
+    return VxlanConf.load(CmdArgs.for_config({**BASE, **keys}, command="ADD"))
 
 
 def refused(**keys) -> CNIError:
@@ -38,7 +39,7 @@ def test_every_default(monkeypatch):
     monkeypatch.setattr(vxlan_conf.socket, "gethostname", lambda: "node-from-hostname")
     raw = dict(BASE)
     del raw["nodeName"]
-    c = VxlanConf.load(raw)
+    c = VxlanConf.load(CmdArgs.for_config(raw, command="ADD"))
     assert dataclasses.asdict(c) == {
         "name": "overlay",
         "network": ip_network("198.18.0.0/16"),

@@ -12,6 +12,7 @@ from cni_vxlan.store import LeaseStore
 from common.errors import CNIError
 from common.netlink import RouteEntry
 from common.netlink.addr import Neighbour
+from common.skel import CmdArgs
 
 pytestmark = pytest.mark.unit
 
@@ -26,14 +27,14 @@ STATIC = [{"node": "n1", "vtep": "192.0.2.1", "subnet": "198.18.1.0/24"}, {"node
 
 
 def test_defaults():
-    c = VxlanConf.load(conf())
+    c = VxlanConf.load(CmdArgs.for_config(conf(), command="ADD"))
     assert (c.vni, c.port, c.device, c.bridge, c.subnet_len, c.peer_source) == (1, 4789, "cnivx.1", "cnivx0", 24, "etcd")
     assert str(c.subnet_min) == "198.18.1.0/24" and str(c.subnet_max) == "198.18.255.0/24"
     assert c.etcd.endpoints == ("http://127.0.0.1:2379",) and c.etcd.lease_ttl == 0
 
 
 def test_small_networks_get_a_longer_default_subnet_len():
-    assert VxlanConf.load(conf(network="198.18.0.0/24")).subnet_len == 26
+    assert VxlanConf.load(CmdArgs.for_config(conf(network="198.18.0.0/24"), command="ADD")).subnet_len == 26
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_small_networks_get_a_longer_default_subnet_len():
 )
 def test_bad_configs_are_code_7(change, fragment):
     with pytest.raises(CNIError) as err:
-        VxlanConf.load(conf(**change))
+        VxlanConf.load(CmdArgs.for_config(conf(**change), command="ADD"))
     assert err.value.code == 7, err.value
     assert fragment in str(err.value)
 
@@ -72,7 +73,7 @@ def test_missing_network():
     raw = conf()
     del raw["network"]
     with pytest.raises(CNIError) as err:
-        VxlanConf.load(raw)
+        VxlanConf.load(CmdArgs.for_config(raw, command="ADD"))
     assert err.value.code == 7
 
 
@@ -151,7 +152,7 @@ class FakeEtcd:
 
 
 def store(fake, node="n1", **kw):
-    return LeaseStore(VxlanConf.load(conf(nodeName=node, network="198.18.0.0/22", **kw)), fake)
+    return LeaseStore(VxlanConf.load(CmdArgs.for_config(conf(nodeName=node, network="198.18.0.0/22", **kw), command="ADD")), fake)
 
 
 def test_lease_is_taken_once_and_kept():

@@ -8,6 +8,7 @@ import pytest
 from cni_vxlan import etcd
 from cni_vxlan.conf import VxlanConf
 from common.errors import CNIError
+from common.skel import CmdArgs
 from conformance.testbed import Testbed, ping
 
 N1 = {"node": "n1", "vtep": "192.0.2.1", "subnet": "198.18.1.0/24"}
@@ -26,7 +27,7 @@ def static(*peers) -> dict:
 
 def refused(config: dict) -> CNIError:
     with pytest.raises(CNIError) as err:
-        VxlanConf.load(config)
+        VxlanConf.load(CmdArgs.for_config(config, command="ADD"))
     assert err.value.code == 7, err.value
     return err.value
 
@@ -76,7 +77,7 @@ def test_peers_that_mix_families_are_refused():
 
 @pytest.mark.unit
 def test_an_explicit_mac_is_kept_in_the_kernels_lowercase():
-    c = VxlanConf.load(static(dict(N1, mac="02:AB:00:00:00:01"), N2))
+    c = VxlanConf.load(CmdArgs.for_config(static(dict(N1, mac="02:AB:00:00:00:01"), N2), command="ADD"))
     assert [p.mac for p in c.peers] == ["02:ab:00:00:00:01", "0e:56:c6:12:02:00"]
 
 
@@ -128,7 +129,7 @@ def test_a_malformed_endpoint_is_refused_at_load_and_by_the_client(url):
 )
 def test_good_endpoints(url, parsed):
     assert etcd.parse_endpoint(url) == parsed
-    assert VxlanConf.load(conf(etcd={"endpoints": [url]})).etcd.endpoints == (url,)
+    assert VxlanConf.load(CmdArgs.for_config(conf(etcd={"endpoints": [url]}), command="ADD")).etcd.endpoints == (url,)
 
 
 # --- any other hostile value: code 7, never another exception ------------------------
@@ -263,7 +264,7 @@ def test_every_key_with_every_hostile_value_loads_or_is_code_7():
                     parent = parent[step]
                 parent[path[-1]] = value
                 try:
-                    VxlanConf.load(config)
+                    VxlanConf.load(CmdArgs.for_config(config, command="ADD"))
                 except CNIError as err:
                     assert err.code == 7, (path, value, err)
 
@@ -444,7 +445,7 @@ def test_a_peer_of_another_family_is_skipped():
     from cni_vxlan.store import Lease, LeaseStore, Snapshot
 
     store = LeaseStore.__new__(LeaseStore)
-    store.conf = VxlanConf.load(conf(etcd={"endpoints": ["http://127.0.0.1:2379"]}))
+    store.conf = VxlanConf.load(CmdArgs.for_config(conf(etcd={"endpoints": ["http://127.0.0.1:2379"]}), command="ADD"))
     leases = {
         "n2": Lease(Peer("n2", ip_address("192.0.2.2"), ip_network("198.18.2.0/24"), "02:00:00:00:00:02"), 0),
         "n3": Lease(Peer("n3", ip_address("2001:db8::3"), ip_network("198.18.3.0/24"), "02:00:00:00:00:03"), 0),

@@ -1,7 +1,8 @@
 """The shared netlink helper: use as `with netlink.host() as nl, netlink.inside(ns) as cont:`.
 
-core.py is the only module importing pyroute2; link.py, addr.py and sysctl.py
-build the operations the plugins need on top of it.
+core.py talks rtnetlink (messages by codec.py, in the layouts layouts.py has
+from pyroute2's definitions); link.py, addr.py and sysctl.py build the
+operations the plugins need on top of it.  No run-time module imports pyroute2.
 """
 
 from common.netlink.addr import *  # noqa: F401,F403

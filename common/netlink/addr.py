@@ -1,7 +1,7 @@
 """Addresses, routes, neighbours and FDB entries."""
 
 import errno
-import socket
+from _socket import AF_INET, AF_INET6  # not socket: its enums cost ms per start
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network, ip_address, ip_interface, ip_network
 
@@ -12,6 +12,7 @@ from common.netlink.core import (
     NLM_F_DUMP,
     NLM_F_REQUEST,
     REPLACE,
+    Flag,
     Netlink,
     NetlinkError,
     ifaddrmsg,
@@ -37,7 +38,7 @@ RTAX_MTU_CAP, RTAX_ADVMSS_CAP = 65535 - 15, 65535 - 40
 
 
 def _family(version: int) -> int:
-    return socket.AF_INET if version == 4 else socket.AF_INET6
+    return AF_INET if version == 4 else AF_INET6
 
 
 # --- addresses -----------------------------------------------------------
@@ -51,14 +52,8 @@ class Address:
     address: IPv4Interface | IPv6Interface
     flags: int
     scope: int
-
-    @property
-    def tentative(self) -> bool:
-        return bool(self.flags & IFA_F_TENTATIVE)
-
-    @property
-    def dad_failed(self) -> bool:
-        return bool(self.flags & IFA_F_DADFAILED)
+    tentative = Flag(IFA_F_TENTATIVE)
+    dad_failed = Flag(IFA_F_DADFAILED)
 
 
 def list_addresses(nl: Netlink, index: int = 0, version: int = 0) -> list[Address]:
@@ -72,7 +67,7 @@ def list_addresses(nl: Netlink, index: int = 0, version: int = 0) -> list[Addres
         flags = reply.get_attr("IFA_FLAGS") or reply["flags"]
         try:
             address = ip_interface(f"{text}/{reply['prefixlen']}")
-        except ValueError:  # an attribute pyroute2 could only decode as raw bytes: not a message the kernel sends
+        except ValueError:  # an address attribute the codec could only leave as bytes: not a message the kernel sends
             raise NetlinkError(errno.EPROTO, "list addresses") from None
         out.append(Address(reply["index"], address, flags, reply["scope"]))
     return out
@@ -96,23 +91,11 @@ def _addr_msg(index: int, iface, flags: int = 0):
 
 def add_address(nl: Netlink, index: int, iface, nodad: bool = False) -> bool:
     """Add an address; False if it was already there."""
-    try:
-        nl.request(_addr_msg(index, iface, IFA_F_NODAD if nodad else 0), RTM_NEWADDR, CREATE, f"add address {iface}")
-    except NetlinkError as err:
-        if err.errno == errno.EEXIST:
-            return False
-        raise
-    return True
+    return nl.try_request(_addr_msg(index, iface, IFA_F_NODAD if nodad else 0), RTM_NEWADDR, CREATE, f"add address {iface}", (errno.EEXIST,))
 
 
 def del_address(nl: Netlink, index: int, iface) -> bool:
-    try:
-        nl.request(_addr_msg(index, iface), RTM_DELADDR, CHANGE, f"delete address {iface}")
-    except NetlinkError as err:
-        if err.errno in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
-            return False
-        raise
-    return True
+    return nl.try_request(_addr_msg(index, iface), RTM_DELADDR, CHANGE, f"delete address {iface}", (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT))
 
 
 # --- routes --------------------------------------------------------------
@@ -218,13 +201,7 @@ def add_route(nl: Netlink, dst, gw=None, oif: int = 0, *, replace: bool = False,
     flags = REPLACE if replace else CREATE
     if append:
         flags = (CREATE & ~0x200) | NLM_F_APPEND  # ECMP: another route to the same dst
-    try:
-        nl.request(_route_msg(dst, gw, oif, **kw), RTM_NEWROUTE, flags, f"add route {dst}")
-    except NetlinkError as err:
-        if err.errno == errno.EEXIST:
-            return False
-        raise
-    return True
+    return nl.try_request(_route_msg(dst, gw, oif, **kw), RTM_NEWROUTE, flags, f"add route {dst}", (errno.EEXIST,))
 
 
 def del_route(nl: Netlink, dst, gw=None, oif: int = 0, **kw) -> bool:
@@ -232,13 +209,7 @@ def del_route(nl: Netlink, dst, gw=None, oif: int = 0, **kw) -> bool:
     kw.setdefault("scope", RT_SCOPE_UNIVERSE)
     msg = _route_msg(dst, gw, oif, **kw)
     msg["type"] = 0
-    try:
-        nl.request(msg, RTM_DELROUTE, CHANGE, f"delete route {dst}")
-    except NetlinkError as err:
-        if err.errno in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
-            return False
-        raise
-    return True
+    return nl.try_request(msg, RTM_DELROUTE, CHANGE, f"delete route {dst}", (errno.ESRCH, errno.ENOENT, errno.ENODEV))
 
 
 # --- neighbours and FDB entries ------------------------------------------
@@ -283,13 +254,7 @@ def replace_neighbour(nl: Netlink, index: int, ip, mac: str) -> None:
 
 def del_neighbour(nl: Netlink, index: int, ip) -> bool:
     msg = _neigh_msg(_family(ip.version), index, 0, 0, [("NDA_DST", str(ip))])
-    try:
-        nl.request(msg, RTM_DELNEIGH, CHANGE, f"delete neighbour {ip}")
-    except NetlinkError as err:
-        if err.errno in (errno.ENOENT, errno.ENODEV):
-            return False
-        raise
-    return True
+    return nl.try_request(msg, RTM_DELNEIGH, CHANGE, f"delete neighbour {ip}", (errno.ENOENT, errno.ENODEV))
 
 
 def replace_fdb(nl: Netlink, index: int, mac: str, dst) -> None:
@@ -301,10 +266,4 @@ def replace_fdb(nl: Netlink, index: int, mac: str, dst) -> None:
 def del_fdb(nl: Netlink, index: int, mac: str, dst=None) -> bool:
     attrs = [("NDA_LLADDR", mac)] + ([("NDA_DST", str(dst))] if dst is not None else [])
     msg = _neigh_msg(AF_BRIDGE, index, 0, NTF_SELF, attrs)
-    try:
-        nl.request(msg, RTM_DELNEIGH, CHANGE, f"delete fdb {mac}")
-    except NetlinkError as err:
-        if err.errno in (errno.ENOENT, errno.ENODEV):
-            return False
-        raise
-    return True
+    return nl.try_request(msg, RTM_DELNEIGH, CHANGE, f"delete fdb {mac}", (errno.ENOENT, errno.ENODEV))

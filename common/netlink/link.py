@@ -9,6 +9,7 @@ from common.netlink.core import (
     CREATE,
     NLM_F_DUMP,
     NLM_F_REQUEST,
+    Flag,
     LinkExists,
     LinkNotFound,
     Netlink,
@@ -42,14 +43,8 @@ class Link:
     isolated: bool | None = None  # bridge ports only
     vxlan: dict | None = None  # vxlan devices: vni, port, local, link, learning, ...
     alias: str = ""  # IFLA_IFALIAS: who owns a shared device (vxlan writes its network there)
-
-    @property
-    def up(self) -> bool:
-        return bool(self.flags & IFF_UP)
-
-    @property
-    def promisc(self) -> bool:
-        return bool(self.flags & IFF_PROMISC)
+    up = Flag(IFF_UP)
+    promisc = Flag(IFF_PROMISC)
 
 
 def _decode(msg) -> Link:
@@ -133,12 +128,8 @@ def _create(nl: Netlink, name: str, kind: str, data: list | None = None, mtu: in
     attrs.append(("IFLA_LINKINFO", {"attrs": info}))
     msg = ifinfmsg()
     msg["attrs"] = attrs
-    try:
-        nl.request(msg, RTM_NEWLINK, CREATE, f"create {kind} {name}")
-    except NetlinkError as err:
-        if err.errno == errno.EEXIST:
-            raise LinkExists(name) from None
-        raise
+    if not nl.try_request(msg, RTM_NEWLINK, CREATE, f"create {kind} {name}", (errno.EEXIST,)):
+        raise LinkExists(name)
 
 
 def create_bridge(nl: Netlink, name: str, mtu: int = 0, mac: str | None = None, vlan_filtering: bool = False) -> None:
@@ -192,13 +183,7 @@ def delete_link(nl: Netlink, name: str | None = None, index: int = 0) -> bool:
     msg["index"] = index
     if name is not None:
         msg["attrs"] = [("IFLA_IFNAME", name)]
-    try:
-        nl.request(msg, RTM_DELLINK, CHANGE, f"delete link {name or index}")
-    except NetlinkError as err:
-        if err.errno in (errno.ENODEV, errno.ENOENT):
-            return False
-        raise
-    return True
+    return nl.try_request(msg, RTM_DELLINK, CHANGE, f"delete link {name or index}", (errno.ENODEV, errno.ENOENT))
 
 
 def set_link(
@@ -264,11 +249,7 @@ def add_port_vlan(nl: Netlink, index: int, vid: int, pvid: bool = False, untagge
 
 
 def del_port_vlan(nl: Netlink, index: int, vid: int) -> None:
-    try:
-        nl.request(_vlan_msg(index, vid, 0), RTM_DELLINK, CHANGE, f"delete vlan {vid} on {index}")
-    except NetlinkError as err:
-        if err.errno not in (errno.ENOENT, errno.EINVAL):
-            raise
+    nl.try_request(_vlan_msg(index, vid, 0), RTM_DELLINK, CHANGE, f"delete vlan {vid} on {index}", (errno.ENOENT, errno.EINVAL))
 
 
 def port_vlans(nl: Netlink, index: int) -> list[tuple[int, int]]:

@@ -213,3 +213,15 @@ def test_a_command_without_a_handler_is_refused_with_4():
     error = json.loads(out.getvalue())
     assert rc == 1 and error["code"] == 4 and "does not support GC" in error["msg"], error
     assert plugin.handler("DEL") is not None
+
+
+def test_for_config_is_the_command_s_view_of_a_config_without_an_invocation():
+    config = {"cniVersion": "0.4.0", "name": "n"}
+    args = skel.CmdArgs.for_config(config, command="DEL", cni_args={"IP": "10.0.0.9"})
+    assert (args.command, args.config, args.args, args.cni_version) == ("DEL", config, {"IP": "10.0.0.9"}, "0.4.0")
+    assert (args.container_id, args.ifname, args.netns, args.netns_path, args.path, args.stdin, args.environ) == ("", "", None, "", (), b"", {})
+    # no usable cniVersion: the latest, as run() would never let through
+    assert skel.CmdArgs.for_config({"name": "n", "cniVersion": ""}, command="STATUS").cni_version == "1.1.0"
+    assert skel.CmdArgs.for_config({"name": "n", "cniVersion": 1}, command="STATUS").cni_version == "1.1.0"
+    with pytest.raises(ValueError):
+        skel.CmdArgs.for_config(config, command="VERSION")
