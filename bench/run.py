@@ -136,21 +136,7 @@ class Impl:
         variables override the CNI ones (an empty CNI_NETNS).
         """
         stdin = config if isinstance(config, bytes) else json.dumps(config).encode()
-        env = self.env(command, cid, netns, extra)
-        start = time.perf_counter()
-        proc = subprocess.Popen([*(wrap or []), os.path.join(self.bin_dir, plugin)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=env)
-        try:  # configs fit a pipe buffer: plugins read all of stdin before they write
-            proc.stdin.write(stdin)
-        except BrokenPipeError:
-            pass
-        proc.stdin.close()
-        out = proc.stdout.read()
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = (time.perf_counter() - start) * 1e3
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return elapsed, (usage.ru_utime + usage.ru_stime) * 1e3, proc.returncode, out
+        return _run_argv([*(wrap or []), os.path.join(self.bin_dir, plugin)], self.env(command, cid, netns, extra), stdin)
 
 
 class Results:
@@ -345,10 +331,17 @@ def bench_cache(res: Results, ours: Impl, iterations: int, work: str) -> None:
             res.add(f"{CACHE_MODES['wrapper']}: /bin/true", "ours", _run_argv([*wraps["warm"], "/bin/true"], ours.env("VERSION")))
 
 
-def _run_argv(argv: list[str], env: dict) -> tuple[float, float, int, bytes]:
-    """(wall ms, CPU ms, exit status, stdout) of any command, timed like Impl.run."""
+def _run_argv(argv: list[str], env: dict, stdin: bytes | None = None) -> tuple[float, float, int, bytes]:
+    """(wall ms, CPU ms, exit status, stdout) of one command, from spawn to exit (Impl.run says what CPU counts)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env)
+    if stdin is not None:
+        try:  # configs fit a pipe buffer: plugins read all of stdin before they write
+            proc.stdin.write(stdin)
+        except BrokenPipeError:
+            pass
+        proc.stdin.close()
     out = proc.stdout.read()
     proc.stdout.close()
     _, status, usage = os.wait4(proc.pid, 0)

@@ -1,6 +1,6 @@
-"""Generate common/netlink/layouts.py from pyroute2's rtnetlink message classes.
+"""Generate common/netlink/layouts.json from pyroute2's rtnetlink message classes.
 
-    .venv/bin/python build/gen_netlink_layouts.py          # rewrite common/netlink/layouts.py
+    .venv/bin/python build/gen_netlink_layouts.py          # rewrite common/netlink/layouts.json
     .venv/bin/python build/gen_netlink_layouts.py --check  # exit 1 if it is out of date
 
 pyroute2 stays the source of truth for the message layouts; the suite's codec
@@ -9,9 +9,12 @@ imports pyroute2 (docs/performance.md).  This script imports pyroute2 normally
 and walks the message classes the suite uses: ifinfmsg, ifaddrmsg, rtmsg,
 ndmsg.  For each it records the fixed header (struct fields), and for every
 attribute set reached from it the attribute numbers and names with the kind of
-their value.  common/tests/test_netlink_codec.py runs generate() and compares
-it with the committed module, so a pyroute2 whose definitions differ fails the
-unit tests until this script is run again.
+their value.  The output is a data file, not a module (the codec loads it once,
+at import; its format is in common/netlink/codec.py's docstring), written the
+same way every time: keys sorted, one layout or attribute a line.
+common/tests/test_netlink_codec.py runs generate() and compares it with the
+committed file, so a pyroute2 whose definitions differ fails the unit tests
+until this script is run again.
 
 What becomes of an attribute, by its pyroute2 class:
   * the generic atoms (uint8 ... be64, asciiz, string, ipaddr, target, l2addr,
@@ -31,6 +34,7 @@ What becomes of an attribute, by its pyroute2 class:
     bytes as received.  The suite reads none of them.
 """
 
+import json
 import os
 import socket
 import struct
@@ -45,10 +49,9 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg, rtmsg_base
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.path.join(REPO, "common", "netlink", "layouts.py")
+TARGET = os.path.join(REPO, "common", "netlink", "layouts.json")
 PINNED = "0.9.7"
 MESSAGES = (ifinfmsg, ifaddrmsg, rtmsg, ndmsg)
-LINE = 150  # the project's line length (pyproject.toml): the output is what `ruff format` leaves alone
 
 ATOMS = {
     getattr(pn.nlmsg_atoms, name): name
@@ -127,8 +130,8 @@ class Walker:
         self.tables: dict[str, tuple] = {}
         self.classes: dict[str, type] = {}
 
-    def layout(self, cls, name: str | None = None) -> str:
-        name = name or cls.__qualname__
+    def layout(self, cls) -> str:
+        name = cls.__qualname__
         if self.classes.setdefault(name, cls) is not cls:
             raise SystemExit(f"two pyroute2 classes named {name}")
         if name in self.layouts:
@@ -208,70 +211,63 @@ def walk() -> Walker:
     return walker
 
 
-# --- output that `ruff format` keeps as it is ---------------------------------------
+# --- output: JSON, one layout or attribute a line -------------------------------------
 
 
-def _flat(value) -> str:
-    if isinstance(value, str):
-        if any(c in value for c in '"\\\n') or not value.isprintable():
-            raise SystemExit(f"unexpected string {value!r}")
-        return f'"{value}"'
-    if isinstance(value, bool) or value is None:
-        return repr(value)
+def _native(value):
+    """value with tuples as lists and int subclasses (pyroute2's enums) as ints: what JSON holds.
+
+    json.dumps would write an enum as its int too, but would also turn a dict key that is no string into one, silently.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
     if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, tuple):
-        inner = ", ".join(_flat(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_flat(k)}: {_flat(v)}" for k, v in value.items()) + "}"
+        return int(value)
+    if isinstance(value, tuple | list):
+        return [_native(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _native(v) for k, v in value.items()}
     raise SystemExit(f"cannot write {value!r}")
 
 
-def _lines(value, indent: int, prefix: str = "", suffix: str = ",") -> list[str]:
+def _kind(kind):
+    """A kind as the data file holds it: a "by" kind's choices as [value, layout] pairs (a value may be a number)."""
+    if isinstance(kind, tuple) and kind[0] == "by":
+        return ("by", kind[1], tuple(kind[2].items()))
+    return kind
+
+
+def _one(value) -> str:
+    return json.dumps(_native(value), ensure_ascii=True)
+
+
+def _object(items: list, indent: int) -> str:
+    """A JSON object of (key, already written value), a member a line, keys sorted."""
     pad = " " * indent
-    one = f"{pad}{prefix}{_flat(value)}{suffix}"
-    if len(one) <= LINE or not isinstance(value, tuple | dict) or not value:
-        return [one]
-    if isinstance(value, dict):
-        out = [f"{pad}{prefix}{{"]
-        for k, v in value.items():
-            out += _lines(v, indent + 4, f"{_flat(k)}: ")
-        return out + [f"{pad}}}{suffix}"]
-    out = [f"{pad}{prefix}("]
-    for v in value:
-        out += _lines(v, indent + 4)
-    return out + [f"{pad}){suffix}"]
+    members = ",\n".join(f"{pad}  {_one(key)}: {text}" for key, text in sorted(items))
+    return "{\n" + members + "\n" + pad + "}" if items else "{}"
 
 
-HEADER = '''"""Netlink message layouts: generated by build/gen_netlink_layouts.py from pyroute2 {version}; do not edit.
+def _rows(rows, indent: int) -> str:
+    pad = " " * indent
+    return "[\n" + ",\n".join(f"{pad}  {_one(row)}" for row in rows) + "\n" + pad + "]" if rows else "[]"
 
-Plain data for common/netlink/codec.py, so that no run-time module imports
-pyroute2.  LAYOUTS: a message or nested set -> (its fixed fields as (name,
-struct format), the name of its attribute table or None for a plain struct).
-TABLES: attribute table -> (number, name, kind[, flags to set in the type]).
-A kind is a value type ("uint32", "asciiz", "ipaddr", "l2addr", "raw", ...),
-("nest", layout), ("operstate", names), or ("by", selector, {{value: layout}})
-where the selector is "family" (the enclosing message's) or the attributes
-before it that hold the value (IFLA_INFO_KIND ...).
-"""
 
-PYROUTE2 = "{version}"
-'''
+ABOUT = "generated by build/gen_netlink_layouts.py from pyroute2's definitions; do not edit (the format: common/netlink/codec.py)"
 
 
 def generate() -> str:
-    version = pyroute2.__version__
     walker = walk()
     defaults = {m.__qualname__: {k: int(v) for k, v in m.defaults.items() if k != "header"} for m in MESSAGES if m.defaults}
-    out = [HEADER.format(version=version)]
-    out.append("# message or nested set -> ((field, struct format), ...), attribute table or None")
-    out += _lines(walker.layouts, 0, "LAYOUTS: dict = ", "")
-    out.append("# field values a message class encodes when none is set (pyroute2's defaults; otherwise 0)")
-    out += _lines(defaults, 0, "DEFAULTS: dict = ", "")
-    out.append("# attribute table -> ((number, name, kind[, type flags]), ...); for a number listed twice the last decodes")
-    out += _lines(walker.tables, 0, "TABLES: dict = ", "")
-    return "\n".join(out) + "\n"
+    tables = {name: tuple(entry[:2] + (_kind(entry[2]),) + entry[3:] for entry in entries) for name, entries in walker.tables.items()}
+    top = [
+        ("about", _one(ABOUT)),
+        ("pyroute2", _one(pyroute2.__version__)),
+        ("layouts", _object([(name, _one(layout)) for name, layout in walker.layouts.items()], 2)),
+        ("defaults", _object([(name, _one(dict(sorted(fields.items())))) for name, fields in defaults.items()], 2)),
+        ("tables", _object([(name, _rows(entries, 4)) for name, entries in tables.items()], 2)),
+    ]
+    return _object(top, 0) + "\n"
 
 
 def main(argv: list[str]) -> int:

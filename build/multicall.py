@@ -270,20 +270,6 @@ def _gc_after_imports() -> None:
     gc.enable()
 
 
-def _late_rthooks() -> None:
-    """PyInstaller's pkgutil runtime hook, run only where a plugin or the CLI runs.
-
-    As a runtime hook it would import pkgutil (and typing) before VERSION is
-    answered (about 4 ms); the spec bundles the hook's source as a module
-    instead.  It teaches pkgutil.iter_modules() to list modules inside the
-    binary, for whoever needs it (pyroute2 did; no run-time module imports it now).
-    """
-    try:
-        import cni_multi_rth_pkgutil  # noqa: F401  (runs the hook on import)
-    except ImportError:
-        pass  # running from source: nothing to teach pkgutil
-
-
 def _precompiled_dataclasses() -> None:
     """Give @dataclass the methods it would compile, compiled at build time.
 
@@ -314,51 +300,39 @@ class LazyExtensions:
     """Load an extension module no hot path imports, with the libraries it needs, on its first import.
 
     The spec keeps these out of the per-start extraction (_ssl with OpenSSL
-    alone is 5.6 MB, 4-5 ms per start) and bundles each, compressed and
-    base64-encoded, in a module of its own (cni_multi_lazy_<name>).  Running
-    in place, the bootloader wrote them into the cache at its first
-    population (cni-lazy/).  Otherwise they are written into this run's _MEI
-    directory, which the bootloader removes at exit, or, if the cache was
-    deleted under us, into a private directory removed at exit.
+    alone is 5.6 MB, 4-5 ms per start): they travel in the archive under
+    cni-lazy/, which the bootloader extracts only into the run-in-place cache,
+    at its first population.  Running in place they are loaded from there;
+    otherwise (the per-start fallback, or a cache deleted under us) they are
+    written out of the binary (bincache.binary_members) into this run's _MEI
+    directory, which the bootloader removes at exit, or into a private
+    directory removed at exit.
     """
 
     def __init__(self, extensions: dict):
-        self.extensions = extensions  # name -> (module holding the files, [file names in load order])
+        self.extensions = extensions  # name -> [file names in load order, the extension last]
 
     def find_spec(self, name, path=None, target=None):
-        entry = self.extensions.pop(name, None)
-        if entry is None:
+        order = self.extensions.pop(name, None)
+        if order is None:
             return None
         import _ctypes
         import _frozen_importlib_external as external
-        import binascii
-        import zlib
-        from importlib import import_module
 
-        module, order = entry
         directory = os.path.join(sys._MEIPASS, bincache.LAZY_DIR)
-        files: dict = {}  # running in place: all there since the first population
         if not bincache.running_in_place():
             directory = sys._MEIPASS
         elif not os.path.isfile(os.path.join(directory, order[-1])):
             directory = bincache.scratch_dir()  # the cache was deleted under us
-        if directory != os.path.join(sys._MEIPASS, bincache.LAZY_DIR):
-            files = dict(import_module(module).FILES)
-            del sys.modules[module]
+        members = None if directory.endswith(bincache.LAZY_DIR) else bincache.binary_members()
         extension = os.path.join(directory, order[-1])  # the libraries it needs come first
         for base in order:
             target_path = os.path.join(directory, base)
-            if base in files:
+            if members is not None:
                 try:
-                    fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o700)
+                    bincache.write_member(members[f"{bincache.LAZY_DIR}/{base}"], target_path)
                 except FileExistsError:
                     continue  # a library another extension brought along, already loaded
-                try:
-                    data = memoryview(zlib.decompress(binascii.a2b_base64(files[base])))
-                    while data:
-                        data = data[os.write(fd, data) :]
-                finally:
-                    os.close(fd)
             if target_path != extension:
                 # loaded by path, so the extension's DT_NEEDED entries find it by soname
                 _ctypes.dlopen(target_path, os.RTLD_NOW)
@@ -368,7 +342,6 @@ class LazyExtensions:
 
 def _frozen_imports() -> None:
     """What every path that runs plugin code needs first (all no-ops from source)."""
-    _late_rthooks()
     _precompiled_dataclasses()
     if getattr(sys, "frozen", False) and not any(isinstance(f, LazyExtensions) for f in sys.meta_path):
         extensions = _lazy_extensions()

@@ -235,7 +235,7 @@ class CacheGone:
         version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
         for suffix in EXTENSION_SUFFIXES:
             member = members.get(f"{version}/lib-dynload/{name}{suffix}")
-            if member is None or member[2]:
+            if member is None:
                 continue
             extension = os.path.join(scratch_dir(), name + suffix)
             write_member(member, extension)
@@ -244,11 +244,21 @@ class CacheGone:
 
 
 def write_member(member: tuple[int, int, int], target: str) -> None:
-    offset, length, _ = member
+    """A member of the binary's archive into a new file (FileExistsError if it is there)."""
+    offset, length, compressed = member
     src = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
-    dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o500)
     try:
-        data = memoryview(os.pread(src, length, offset))
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o500)
+    except OSError:
+        os.close(src)
+        raise
+    try:
+        raw = os.pread(src, length, offset)
+        if compressed:
+            import zlib
+
+            raw = zlib.decompress(raw)
+        data = memoryview(raw)
         while data:
             data = data[os.write(dst, data) :]
     finally:

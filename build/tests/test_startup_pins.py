@@ -2,7 +2,7 @@
 
 common/startup.py reaches CPython's private C modules (_json, _sha256, _signal);
 build/multicall.py and the bootloader patches rely on PyInstaller 6.22.3's
-layout; common/netlink/layouts.py is generated from pyroute2's definitions.
+layout; common/netlink/layouts.json is generated from pyroute2's definitions.
 """
 
 import json

@@ -1,28 +1,43 @@
 """rtnetlink messages to and from bytes, laid out as pyroute2 defines them.
 
-The layouts (fixed fields, attribute numbers, names and value kinds) are plain
-data in layouts.py, generated from pyroute2 0.9.7 by build/gen_netlink_layouts.py;
-this module only walks them with struct, so a plugin never imports pyroute2
-(10-15 ms per call, docs/performance.md).  The message objects offer what the
-suite used of pyroute2's: msg["index"], msg["attrs"] = [(name, value), ...],
-msg.get_attr(name) (nested sets are messages too, structs are dicts),
-msg["header"], msg.encode() then msg.data, cls(data).decode().
+The layouts (fixed fields, attribute numbers, names and value kinds) are data,
+layouts.json beside this module, generated from pyroute2 0.9.7 by
+build/gen_netlink_layouts.py and read once, at import (common.startup.loads:
+no json, no re); this module only walks them with struct, so a plugin never
+imports pyroute2 (10-15 ms per call, docs/performance.md).  The message
+objects offer what the suite used of pyroute2's: msg["index"],
+msg["attrs"] = [(name, value), ...], msg.get_attr(name) (nested sets are
+messages too, structs are dicts), msg["header"], msg.encode() then msg.data,
+cls(data).decode().
 
 Values decode as pyroute2 decodes them, with these differences: "hex" and
 "cdata" attributes, those of a kind-dependent set whose kind the suite does not
-use, and the sets layouts.py leaves "raw" are bytes (pyroute2 gives a hex dump
+use, and the sets layouts.json leaves "raw" are bytes (pyroute2 gives a hex dump
 or decodes sets the suite never reads); an unknown attribute is ("UNKNOWN",
 bytes), as in pyroute2; an l2addr of another length than 6 bytes is all its
 bytes in hex (pyroute2 read 6 bytes whatever the length); a value too short
 for its kind stays bytes (pyroute2 gave up on those too).  A message whose
 attributes do not tile it (a length below 4, or past the end of what contains
 it) raises DecodeError, which the caller turns into EPROTO.
+
+layouts.json: "layouts", a message or nested set -> [its fixed fields as
+[name, struct format], the name of its attribute table or null for a plain
+struct]; "tables", an attribute table -> [number, name, kind(, flags to set in
+the type)], for a number listed twice the last decodes; "defaults", the field
+values a message encodes when none is set (pyroute2's; otherwise 0);
+"pyroute2", the version it comes from.  A kind is a value type ("uint32",
+"asciiz", "ipaddr", "l2addr", "raw", ...), ["nest", layout], ["operstate",
+names], or ["by", selector, [[value, layout], ...]] where the selector is
+"family" (the enclosing message's) or the attributes before it that hold the
+value (IFLA_INFO_KIND ...).  The lists become tuples and the "by" pairs a dict
+as a table is compiled (_table).
 """
 
+import os
 import struct
 from _socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
-from common.netlink.layouts import DEFAULTS, LAYOUTS, TABLES
+from common.startup import loads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
 if TYPE_CHECKING:
@@ -47,7 +62,28 @@ class DecodeError(ValueError):
     """Bytes that are no well-formed message of this layout."""
 
 
-# --- layouts and tables, compiled on first use ----------------------------------------
+# --- layouts and tables: read at import, compiled on first use ----------------------------
+
+LAYOUTS_FILE = os.path.join(os.path.dirname(__file__), "layouts.json")  # in the binary: <_MEIPASS>/common/netlink/
+
+
+def _read_layouts(path: str) -> tuple:
+    """(PYROUTE2, LAYOUTS, DEFAULTS, TABLES) from layouts.json; ImportError naming the file if it cannot be had."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        data = loads(b"".join(chunks).decode())
+        return data["pyroute2"], data["layouts"], data["defaults"], data["tables"]
+    except (OSError, ValueError, KeyError, TypeError) as err:  # ValueError: not UTF-8, not JSON
+        raise ImportError(f"common.netlink.codec: cannot read the netlink layouts {path}: {err}", path=path) from err
+
+
+PYROUTE2, LAYOUTS, DEFAULTS, TABLES = _read_layouts(LAYOUTS_FILE)
 
 _layouts: dict = {}  # layout -> (((field or None for padding, Struct), ...), size, table or None, field names)
 _tables: dict = {}  # table -> ({number: (name, kind)}, {name: (type, kind)})
@@ -63,11 +99,22 @@ def _layout(name: str) -> tuple:
     return compiled
 
 
+def _kind(kind):
+    """A kind as layouts.json holds it -> as the codec walks it: tuples, a "by" kind's choices a dict."""
+    if kind.__class__ is str:
+        return kind
+    if kind[0] == "by":
+        selector = kind[1]
+        return ("by", selector if selector == "family" else tuple(selector), {value: layout for value, layout in kind[2]})
+    return (kind[0], tuple(kind[1]) if kind[0] == "operstate" else kind[1])
+
+
 def _table(name: str) -> tuple:
     compiled = _tables.get(name)
     if compiled is None:
         by_number, by_name = {}, {}
-        for number, attr, kind, *flags in TABLES[name]:
+        for number, attr, json_kind, *flags in TABLES[name]:
+            kind = _kind(json_kind)
             by_number[number] = (attr, kind)  # a number listed twice: the last decodes, as in pyroute2
             by_name[attr] = (number | (flags[0] if flags else 0), kind)
         compiled = _tables[name] = (by_number, by_name)

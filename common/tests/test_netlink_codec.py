@@ -4,8 +4,8 @@ pyroute2 is imported here the normal way: it is the reference.  The codec must
 encode every request the suite builds to the same bytes as pyroute2's classes
 (each request is built twice, by the suite's own functions, once with each),
 and decode the recorded kernel replies (netlink_dumps/, see
-test_netlink_offline.py) to the same values.  common/netlink/layouts.py must be
-what build/gen_netlink_layouts.py makes of the installed pyroute2: when its
+test_netlink_offline.py) to the same values.  common/netlink/layouts.json must
+be what build/gen_netlink_layouts.py makes of the installed pyroute2: when its
 definitions change, the first test fails until the generator runs again.
 """
 
@@ -15,6 +15,8 @@ import importlib.util
 import os
 import random
 import struct
+import subprocess
+import sys
 import types
 from ipaddress import ip_address, ip_interface, ip_network
 
@@ -55,9 +57,29 @@ def test_the_committed_layouts_are_what_the_generator_makes_of_the_installed_pyr
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     assert pyroute2.__version__ == gen.PINNED, "pyroute2 is not the pinned version: check its definitions, regenerate, update PINNED"
-    with open(os.path.join(REPO, "common", "netlink", "layouts.py")) as f:
+    assert gen.TARGET == codec.LAYOUTS_FILE == os.path.join(REPO, "common", "netlink", "layouts.json")
+    with open(gen.TARGET) as f:
         committed = f.read()
-    assert gen.generate() == committed, "pyroute2's definitions differ from common/netlink/layouts.py: run build/gen_netlink_layouts.py"
+    assert gen.generate() == committed, "pyroute2's definitions differ from common/netlink/layouts.json: run build/gen_netlink_layouts.py"
+    assert codec.PYROUTE2 == gen.PINNED
+
+
+def test_the_codec_reads_its_layouts_once_and_names_the_file_when_it_cannot(tmp_path):
+    assert set(codec.TABLES) >= {"ifinfbase", "ifaddrmsg", "rtmsg_base", "ndmsg"} and codec.LAYOUTS["ifinfmsg"][1] == "ifinfbase"
+    missing = str(tmp_path / "layouts.json")
+    with pytest.raises(ImportError, match=f"cannot read the netlink layouts {missing}") as err:
+        codec._read_layouts(missing)
+    assert err.value.path == missing
+    for text in ("{", "[]", '{"layouts": {}}', "\udcff"):
+        with open(missing, "w", errors="surrogateescape") as f:
+            f.write(text)
+        with pytest.raises(ImportError, match=missing):
+            codec._read_layouts(missing)
+
+
+def test_reading_the_layouts_does_not_import_json():
+    code = f"import sys; sys.path.insert(0, {REPO!r}); import common.netlink.codec; print('json' in sys.modules)"
+    assert subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 # --- decoding: the same values as pyroute2 -----------------------------------------------------------
