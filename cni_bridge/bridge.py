@@ -3,7 +3,6 @@
 import errno
 import os
 import time
-from dataclasses import replace
 
 from common import netlink
 from common.errors import CNIError, Code
@@ -200,7 +199,7 @@ def ensure_vlan_gateway(nl, br: netlink.Link, conf) -> netlink.Link:
     except LinkExists:
         return netlink.get_link(nl, name)  # a concurrent ADD made it
     port = netlink.get_link(nl, peer)
-    attach_port(nl, br, port, replace(conf, hairpin_mode=False, port_isolation=False, vlan_trunk=None))
+    attach_port(nl, br, port, conf.replace(hairpin_mode=False, port_isolation=False, vlan_trunk=None))
     link = netlink.get_link(nl, name)
     accept_ra_off(name)
     netlink.set_link(nl, link.index, up=True)

@@ -6,21 +6,19 @@ is touched (the reference creates the bridge first and validates later).
 does (why: `common.skel.CmdArgs.for_config`); it reads the config and CNI_ARGS.
 """
 
-from dataclasses import dataclass
-
 from cni_bridge.idle import data_dir
 from common.config import Obj
 from common.errors import CNIError, Code
 from common.skel import CmdArgs, ifname_problem
 from common.types import DNS
+from common.values import Value
 
 DEFAULT_BRIDGE = "cni0"
 MASQ_BACKENDS = ("nftables", "iptables")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-@dataclass(frozen=True)
-class BridgeConf:
+class BridgeConf(Value):
     """The bridge plugin's network configuration, validated."""
 
     name: str

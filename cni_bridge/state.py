@@ -9,13 +9,12 @@ find every attachment of this network.
 """
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 
 from common import records, statedir
+from common.values import Value
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(Value):
     """What ADD created for one attachment: the record DEL and GC read."""
 
     container_id: str
@@ -33,7 +32,7 @@ def _record(doc: dict | None) -> Record | None:
 
 
 def _present(doc: dict) -> Record:
-    return Record(**{k: str(doc.get(k, "")) for k in Record.__dataclass_fields__})
+    return Record(**{k: str(doc.get(k, "")) for k in Record.FIELDS})
 
 
 class Attachment:
@@ -47,7 +46,7 @@ class Attachment:
 
     def new(self, netns: str, host_veth: str, mac: str = "") -> Record:
         record = Record(*self.entry.pair, netns, host_veth, mac, statedir.boot_id())
-        self.entry.write(asdict(record))
+        self.entry.write(record.as_dict())
         return record
 
     def remove(self) -> None:

@@ -1,4 +1,4 @@
-"""host-local configuration, parsed once into frozen dataclasses.
+"""host-local configuration, parsed once into immutable values (common.values).
 
 Accepts everything the reference accepts (the `subnet` shorthand, range sets,
 runtimeConfig.ipRanges, requested IPs from three sources) with the same
@@ -17,13 +17,13 @@ parses still releases its addresses.
 """
 
 import os
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from cni_hostlocal_ipam.layout import absolute, data_dir
 from common.config import Obj
 from common.errors import CNIError, Code
 from common.types import DNS, U32_MAX, Route, parse_cidr, parse_ip, parse_network
+from common.values import Value
 from common.version import parse_version
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
@@ -35,8 +35,7 @@ RESOLV_CONF_MAX = 64 << 10
 WITHOUT_RANGES = ("DEL", "GC")  # the commands that only release: they load the ipam section without ranges
 
 
-@dataclass(frozen=True)
-class Range:
+class Range(Value):
     """One range of a range set: a subnet and its allocatable span."""
 
     subnet: IPv4Network | IPv6Network
@@ -51,8 +50,7 @@ class Range:
         return f"{self.start}-{self.end}"
 
 
-@dataclass(frozen=True)
-class RangeSet:
+class RangeSet(Value):
     """Ranges of one family; an ADD takes one address from each range set."""
 
     ranges: tuple[Range, ...]
@@ -71,8 +69,7 @@ class RangeSet:
         return ",".join(str(r) for r in self.ranges)
 
 
-@dataclass(frozen=True)
-class IPAMConf:
+class IPAMConf(Value):
     """The host-local configuration, validated."""
 
     name: str

@@ -32,13 +32,13 @@ import stat
 # and enum conversions (about 2 ms per start, docs/performance.md)
 from _socket import AF_INET6, inet_ntoa, inet_ntop
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cni_hostlocal_ipam.layout import INDEX_PREFIX, LAST_RESERVED, LOCK, TMP_PREFIX, owner_hash
 from common import lock, statedir
 from common.errors import CNIError, Code
 from common.types import parse_ip
+from common.values import Value
 
 if TYPE_CHECKING:
     from cni_hostlocal_ipam.conf import IPAMConf
@@ -53,8 +53,7 @@ def ip_name(version: int, n: int) -> str:
     return inet_ntop(AF_INET6, n.to_bytes(16, "big"))
 
 
-@dataclass(frozen=True)
-class Allocation:
+class Allocation(Value):
     """An address held, and by whom."""
 
     ip: object

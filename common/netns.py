@@ -12,10 +12,10 @@ import fcntl
 import os
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from common import libc  # not ctypes: about 2 ms less per start (docs/performance.md)
 from common.errors import CNIError, Code
+from common.values import Value
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703
@@ -25,8 +25,7 @@ class NetNSGone(Exception):
     """The path does not exist or is not a network namespace (DEL treats it as gone)."""
 
 
-@dataclass(frozen=True)
-class NetNS:
+class NetNS(Value):
     """A network namespace held open by fd, so the path cannot be swapped under us."""
 
     path: str

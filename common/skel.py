@@ -13,6 +13,7 @@ import sys
 
 from common.config import MAX_STDIN, check_name, dumps, is_name, load_json, parse_cni_args
 from common.errors import CNIError, Code, from_os_error
+from common.values import Value, field
 from common.version import COMMAND_MIN_VERSION, LATEST, SUPPORTED_VERSIONS, parse_version
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
@@ -35,15 +36,15 @@ IFNAME_MAX = 15  # IFNAMSIZ - 1, in bytes
 CONTAINER_ID_MAX = 255
 
 
-class CmdArgs:
+class CmdArgs(Value):
     """One command's environment and stdin, parsed and validated; immutable.
 
-    A plain class, not a dataclass: every plugin start builds one, and the
-    dataclasses module (with inspect) is the costliest import on that path
-    (docs/performance.md).
+    A Value (common.values), not a dataclass: every plugin start builds one,
+    and the dataclasses module (with inspect) is the costliest import on that
+    path (docs/performance.md).  Unlike other Values it is unhashable (config
+    and args are mutable) and its repr leaves the environment out.
     """
 
-    __slots__ = ("command", "container_id", "netns", "netns_path", "ifname", "args", "path", "stdin", "config", "cni_version", "environ")
     command: str
     container_id: str
     netns: "NetNS | None"  # opened and validated; None when absent or gone
@@ -54,47 +55,12 @@ class CmdArgs:
     stdin: bytes
     config: dict  # stdin, decoded once
     cni_version: str
-    environ: "Mapping[str, str]"
-
-    def __init__(
-        self,
-        command: str,
-        container_id: str,
-        netns: "NetNS | None",
-        netns_path: str,
-        ifname: str,
-        args: "Mapping[str, str]",
-        path: tuple[str, ...],
-        stdin: bytes,
-        config: dict,
-        cni_version: str,
-        environ: "Mapping[str, str] | None" = None,
-    ):
-        values = (command, container_id, netns, netns_path, ifname, args, path, stdin, config, cni_version, {} if environ is None else environ)
-        for name, value in zip(self.__slots__, values, strict=True):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value) -> None:
-        raise AttributeError(f"CmdArgs is immutable: use replace({name}=...)")
-
-    def replace(self, **changes) -> "CmdArgs":
-        """A copy with some fields changed (what dataclasses.replace did)."""
-        values = {name: getattr(self, name) for name in self.__slots__}
-        unknown = set(changes) - set(values)
-        if unknown:
-            raise TypeError(f"CmdArgs has no field {sorted(unknown)}")
-        values.update(changes)
-        return CmdArgs(**values)
-
-    def __eq__(self, other) -> bool:
-        if type(other) is not CmdArgs:
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+    environ: "Mapping[str, str]" = field(default_factory=dict)
 
     __hash__ = None  # type: ignore[assignment]  # mutable fields (config, args): unhashable, as the dataclass was
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "environ")
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS if name != "environ")
         return f"CmdArgs({shown})"
 
     @classmethod

@@ -11,7 +11,6 @@ Conversions follow the reference library (containernetworking/cni types 020,
 and omitted after; 1.1.0-only fields survive a 1.0.0 result.
 """
 
-from dataclasses import dataclass, field, replace
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -25,13 +24,13 @@ from ipaddress import (
 )
 
 from common.errors import CNIError, Code
+from common.values import Value, field
 
 LEGACY = ("0.1.0", "0.2.0")
 WITH_IP_VERSION = ("0.3.0", "0.3.1", "0.4.0")
 
 
-@dataclass(frozen=True)
-class Interface:
+class Interface(Value):
     """An interface in a result (interfaces[])."""
 
     name: str
@@ -42,8 +41,7 @@ class Interface:
     pci_id: str = ""
 
 
-@dataclass(frozen=True)
-class IPConfig:
+class IPConfig(Value):
     """An address in a result (ips[]), with its gateway and interface index."""
 
     address: IPv4Interface | IPv6Interface
@@ -55,8 +53,7 @@ class IPConfig:
         return self.address.version
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Value):
     """A route in a result (routes[])."""
 
     dst: IPv4Network | IPv6Network
@@ -68,8 +65,7 @@ class Route:
     scope: int | None = None
 
 
-@dataclass(frozen=True)
-class DNS:
+class DNS(Value):
     """A result's dns section; false when empty."""
 
     nameservers: tuple[str, ...] = ()
@@ -93,8 +89,7 @@ class DNS:
         return out
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Value):
     """A CNI result in its internal (1.1.0) shape."""
 
     interfaces: tuple[Interface, ...] = ()
@@ -103,7 +98,7 @@ class Result:
     dns: DNS = field(default_factory=DNS)
 
     def with_(self, **changes) -> "Result":
-        return replace(self, **changes)
+        return self.replace(**changes)
 
     def to_wire(self, version: str) -> dict:
         if version in LEGACY:

@@ -3,7 +3,6 @@
 The kernel-side refusals (nothing touched on the node) are in test_bad_config.py.
 """
 
-import dataclasses
 import os
 
 import pytest
@@ -12,6 +11,7 @@ from cni_bridge.conf import BridgeConf
 from common import skel
 from common.errors import CNIError, Code
 from common.types import DNS
+from common.values import FrozenInstanceError
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +70,7 @@ DEFAULTS = {
 def test_every_default_is_the_documented_one(nft):
     nft(True)
     c = load()
-    fields = dataclasses.asdict(c)
+    fields = c.as_dict()
     assert {k: fields[k] for k in DEFAULTS} == DEFAULTS
     assert set(fields) == set(DEFAULTS) | {"ip_masq_backend"}, "a new field needs a default here"
     assert c.ip_masq_backend == "nftables"
@@ -193,10 +193,10 @@ GOOD = {
 def test_a_good_config_parses(case, nft):
     nft(True)
     keys, cni_args, changed = GOOD[case]
-    fields = dataclasses.asdict(load(cni_args, **keys))
+    fields = load(cni_args, **keys).as_dict()
     fields.pop("ip_masq_backend")
     if "dns" in changed and changed["dns"] is not None:
-        fields["dns"] = DNS(**fields["dns"])  # asdict turned it into a dict
+        fields["dns"] = DNS(**fields["dns"])  # as_dict turned it into a dict
     assert fields == {**DEFAULTS, **changed}
 
 
@@ -213,7 +213,7 @@ def test_derived_properties():
 
 def test_the_config_is_frozen():
     c = load()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         c.mtu = 1
 
 

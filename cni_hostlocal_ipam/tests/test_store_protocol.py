@@ -6,7 +6,6 @@ commands and `cni-suite status` then run on it without touching a file.
 
 import os
 import time
-from dataclasses import replace
 from ipaddress import ip_address
 
 import pytest
@@ -100,9 +99,9 @@ def test_open_store_is_the_one_constructor(tmp_path, monkeypatch):
     assert not open_store(conf, create=False).exists()  # nothing created by building it
     memory = MemoryStore()
     monkeypatch.setitem(store.BACKENDS, "memory", lambda conf, create: memory)
-    assert open_store(replace(conf, store="memory")) is memory
+    assert open_store(conf.replace(store="memory")) is memory
     with pytest.raises(CNIError) as err:
-        open_store(replace(conf, store="tape"))
+        open_store(conf.replace(store="tape"))
     assert err.value.code == Code.INVALID_CONFIG and "memory" in err.value.details
 
 
