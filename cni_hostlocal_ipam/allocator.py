@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from ipaddress import ip_address, ip_interface
 
 from cni_hostlocal_ipam.conf import Range, RangeSet
-from cni_hostlocal_ipam.store import Reservations
 from common.errors import CNIError, Code
 from common.types import IPConfig
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
+if TYPE_CHECKING:
+    from cni_hostlocal_ipam.backend import Reservations
 
 
 def candidates(range_set: RangeSet, last) -> Iterator[tuple[int, Range]]:
@@ -41,7 +44,7 @@ def candidates(range_set: RangeSet, last) -> Iterator[tuple[int, Range]]:
                 yield n, r
 
 
-def allocate(store: Reservations, range_set: RangeSet, range_id: int, container_id: str, ifname: str, requested=None) -> IPConfig:
+def allocate(store: "Reservations", range_set: RangeSet, range_id: int, container_id: str, ifname: str, requested=None) -> IPConfig:
     if requested is not None:
         return _allocate_requested(store, range_set, range_id, container_id, ifname, requested)
     for ip in store.owned_by(container_id, ifname):
@@ -63,7 +66,7 @@ def allocate(store: Reservations, range_set: RangeSet, range_id: int, container_
     raise CNIError(Code.RANGE_EXHAUSTED, f"no IP addresses available in range set: {range_set}")
 
 
-def _allocate_requested(store: Reservations, range_set: RangeSet, range_id: int, container_id: str, ifname: str, ip) -> IPConfig:
+def _allocate_requested(store: "Reservations", range_set: RangeSet, range_id: int, container_id: str, ifname: str, ip) -> IPConfig:
     r = range_set.range_for(ip)
     if r is None:  # IPAMConf.load refuses this first; never an AttributeError (999) here
         raise CNIError(Code.REQUESTED_IP_UNAVAILABLE, f"requested IP address {ip} is in no range of range set {range_set}")

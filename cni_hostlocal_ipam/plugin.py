@@ -2,12 +2,16 @@
 
 from cni_hostlocal_ipam.allocator import allocate, candidates
 from cni_hostlocal_ipam.conf import IPAMConf, read_resolv_conf
-from cni_hostlocal_ipam.store import Store, open_store
+from cni_hostlocal_ipam.store import open_store
 from common import skel
 from common.config import gc_valid_attachments
 from common.errors import CNIError, Code
 from common.log import get as get_logger
 from common.types import Result
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
+if TYPE_CHECKING:
+    from cni_hostlocal_ipam.backend import Store
 
 log = get_logger(__name__)
 
@@ -83,7 +87,7 @@ def gc(args: skel.CmdArgs) -> None:
             collect(store, valid)
 
 
-def collect(store: Store, valid: set[tuple[str, str]], boot_sweep: bool = False) -> list:
+def collect(store: "Store", valid: set[tuple[str, str]], boot_sweep: bool = False) -> list:
     """Release every allocation not in `valid`; with boot_sweep, only those from an earlier boot."""
     valid_ids = {cid for cid, _ in valid}
     released = []

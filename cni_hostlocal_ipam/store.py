@@ -18,7 +18,7 @@ creates have no index link and are found by reading them.  Every name is
 opened relative to the directory fd with O_NOFOLLOW: a planted symlink is
 never followed.
 
-`Store` is what host-local (allocator and plugin), `cni-suite status`, `gc`
+`Store` (backend.py) is what host-local (allocator and plugin), `cni-suite status`, `gc`
 and the boot sweep need of a store; `open_store()` is the one place a store is
 built, choosing the backend in BACKENDS that the config names.  DiskStore is
 the only backend: another implements `Store` and registers there.
@@ -31,8 +31,6 @@ import stat
 # _socket, not socket: the same inet_ntoa/inet_ntop without socket's selectors
 # and enum conversions (about 2 ms per start, docs/performance.md)
 from _socket import AF_INET6, inet_ntoa, inet_ntop
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cni_hostlocal_ipam.layout import INDEX_PREFIX, LAST_RESERVED, LOCK, TMP_PREFIX, owner_hash
 from common import lock, statedir
@@ -40,7 +38,11 @@ from common.errors import CNIError, Code
 from common.types import parse_ip
 from common.values import Value
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cni_hostlocal_ipam.backend import Store
     from cni_hostlocal_ipam.conf import IPAMConf
 
 FILE_FLAGS = statedir.FILE_FLAGS
@@ -63,59 +65,15 @@ class Allocation(Value):
     ctime: float
 
 
-class Reservations(Protocol):
-    """What the allocator (allocator.py) needs: a snapshot of the taken addresses, and claiming one."""
-
-    def free(self, version: int, n: int) -> bool: ...
-
-    def reserve(self, ip, container_id: str, ifname: str, range_id: int) -> bool: ...
-
-    def last_reserved(self, range_id: int): ...
-
-    def owned_by(self, container_id: str, ifname: str) -> list: ...
-
-
-@runtime_checkable
-class Store(Reservations, Protocol):
-    """A network's allocations, for one command: built by open_store(), used as a context manager.
-
-    Entering it takes the network's lock for the whole command (and creates the
-    network's state when asked to); leaving it releases the lock.  Everything but
-    exists() is called inside the `with`.
-    """
-
-    boot: str  # this boot as Allocation.boot names it: an allocation of another boot is the boot sweep's
-
-    def exists(self) -> bool:
-        """Whether the network has state at all: DEL, CHECK, GC and status skip a network without it."""
-        ...
-
-    def __enter__(self) -> "Store": ...
-
-    def __exit__(self, *exc) -> None: ...
-
-    def release(self, container_id: str, ifname: str) -> list:
-        """Release the attachment's addresses; returns them."""
-        ...
-
-    def drop(self, ip) -> None:
-        """Release one address whoever holds it (ADD's rollback, GC)."""
-        ...
-
-    def allocations(self) -> list[Allocation]:
-        """Every allocation with its owner and boot (GC, status, the boot sweep)."""
-        ...
-
-
-def _disk(conf: "IPAMConf", create: bool) -> Store:
+def _disk(conf: "IPAMConf", create: bool) -> "Store":
     return DiskStore(conf.data_dir, conf.name, conf.lock_timeout, create)
 
 
 # backend name (IPAMConf.store) -> the store of a network
-BACKENDS: dict[str, Callable[["IPAMConf", bool], Store]] = {"disk": _disk}
+BACKENDS: "dict[str, Callable[[IPAMConf, bool], Store]]" = {"disk": _disk}
 
 
-def open_store(conf: "IPAMConf", create: bool = True) -> Store:
+def open_store(conf: "IPAMConf", create: bool = True) -> "Store":
     """The network's store, not entered yet; with create=False entering never creates its state."""
     backend = BACKENDS.get(conf.store)
     if backend is None:  # IPAMConf.load sets only registered names

@@ -2,7 +2,6 @@
 
 import errno
 from _socket import AF_INET, AF_INET6  # not socket: its enums cost ms per start
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network, ip_address, ip_interface, ip_network
 
 from common.netlink.core import (
@@ -19,6 +18,7 @@ from common.netlink.core import (
     ndmsg,
     rtmsg,
 )
+from common.values import Value
 
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
@@ -44,8 +44,7 @@ def _family(version: int) -> int:
 # --- addresses -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(Value):
     """An address assigned to a link (RTM_NEWADDR)."""
 
     index: int
@@ -101,8 +100,7 @@ def del_address(nl: Netlink, index: int, iface) -> bool:
 # --- routes --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RouteEntry:
+class RouteEntry(Value):
     """A route in the kernel's table (RTM_NEWROUTE)."""
 
     dst: IPv4Network | IPv6Network
@@ -215,8 +213,7 @@ def del_route(nl: Netlink, dst, gw=None, oif: int = 0, **kw) -> bool:
 # --- neighbours and FDB entries ------------------------------------------
 
 
-@dataclass(frozen=True)
-class Neighbour:
+class Neighbour(Value):
     """A neighbour or FDB entry (RTM_NEWNEIGH)."""
 
     index: int

@@ -2,7 +2,6 @@
 
 import errno
 import os
-from dataclasses import dataclass
 
 from common.netlink.core import (
     CHANGE,
@@ -16,6 +15,7 @@ from common.netlink.core import (
     NetlinkError,
     ifinfmsg,
 )
+from common.values import Value
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 IFF_UP, IFF_PROMISC = 0x1, 0x100
@@ -24,8 +24,7 @@ RTEXT_FILTER_BRVLAN = 2
 BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED = 0x2, 0x4
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(Value):
     """A network device as the kernel reports it (RTM_NEWLINK)."""
 
     index: int
