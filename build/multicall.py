@@ -270,13 +270,14 @@ def _gc_after_imports() -> None:
     gc.enable()
 
 
-def _precompiled_dataclasses() -> None:
+def _precompile_dataclasses(dataclasses) -> None:
     """Give @dataclass the methods it would compile, compiled at build time.
 
     dataclasses builds __init__, __repr__, __eq__, ... as source text and
-    exec()s it: over 100 compilations, 7 ms of every ADD (docs/performance.md).
-    build/gen.py recorded those texts with their code; the text stays the key,
-    so a class the build did not see is compiled as before.
+    exec()s it (about 7 ms for the classes an ADD used to define,
+    docs/performance.md).  build/gen.py recorded those texts with their code;
+    the text stays the key, so a class the build did not see is compiled as
+    before.
     """
     try:
         import cni_multi_dccache as cache
@@ -284,7 +285,6 @@ def _precompiled_dataclasses() -> None:
         return  # running from source
     if tuple(sys.version_info[:3]) != cache.PYTHON:
         return
-    import dataclasses
     import marshal
 
     codes = marshal.loads(cache.BLOB)
@@ -294,6 +294,36 @@ def _precompiled_dataclasses() -> None:
         return exec(codes.get(source, source) if type(source) is str else source, globals, locals)
 
     dataclasses.exec = exec_precompiled  # _create_fn's only exec; dataclasses has no other
+
+
+class _WhenDataclassesLoad:
+    """Patch dataclasses (above) when something imports it, not before: the plugins' hot path never does.
+
+    The first finder on sys.meta_path: for "dataclasses" it steps aside,
+    imports the real module, patches it, and hands the import system a spec
+    whose loader returns that module as it is.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "dataclasses":
+            return None
+        sys.meta_path.remove(self)
+        import dataclasses
+        from _frozen_importlib import ModuleSpec
+
+        _precompile_dataclasses(dataclasses)
+        return ModuleSpec(name, _Loaded(dataclasses))
+
+
+class _Loaded:
+    def __init__(self, module):
+        self.module = module
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module) -> None:
+        pass
 
 
 class LazyExtensions:
@@ -342,7 +372,8 @@ class LazyExtensions:
 
 def _frozen_imports() -> None:
     """What every path that runs plugin code needs first (all no-ops from source)."""
-    _precompiled_dataclasses()
+    if getattr(sys, "frozen", False) and "dataclasses" not in sys.modules:
+        sys.meta_path.insert(0, _WhenDataclassesLoad())
     if getattr(sys, "frozen", False) and not any(isinstance(f, LazyExtensions) for f in sys.meta_path):
         extensions = _lazy_extensions()
         if extensions:

@@ -5,9 +5,9 @@ matching strict patterns, MACs we formatted), and quotes are stripped from
 comments, so nothing a request carries can inject rules.
 """
 
-import json
 import os
 
+from common import startup
 from common.errors import CNIError, Code
 
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin")
@@ -59,7 +59,7 @@ def nft_rules(family: str, table: str, chain: str) -> list[dict] | None:
         if b"No such file or directory" in err or b"does not exist" in err:
             return None
         raise CNIError(Code.KERNEL_REFUSED, f"listing nftables chain {family} {table} {chain} failed", err.decode(errors="replace").strip()[:500])
-    return [item["rule"] for item in json.loads(out).get("nftables", []) if "rule" in item]
+    return [item["rule"] for item in startup.loads(out.decode()).get("nftables", []) if "rule" in item]
 
 
 def nft_chains(family: str, table: str) -> list[str]:
@@ -69,7 +69,7 @@ def nft_chains(family: str, table: str) -> list[str]:
     rc, out, _ = _proc().run([binary, "-j", "list", "table", family, table], timeout=TIMEOUT, what="nft list")
     if rc != 0:
         return []
-    return [item["chain"]["name"] for item in json.loads(out).get("nftables", []) if "chain" in item]
+    return [item["chain"]["name"] for item in startup.loads(out.decode()).get("nftables", []) if "chain" in item]
 
 
 def iptables_save(version: int, table: str = "nat") -> str | None:

@@ -11,8 +11,8 @@ from ipaddress import ip_address
 import pytest
 
 from cni_hostlocal_ipam import plugin, store
-from cni_hostlocal_ipam.conf import IPAMConf
 from cni_hostlocal_ipam.backend import Store
+from cni_hostlocal_ipam.conf import IPAMConf
 from cni_hostlocal_ipam.store import Allocation, DiskStore, open_store
 from common.errors import CNIError, Code
 from common.skel import CmdArgs
