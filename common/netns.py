@@ -13,7 +13,6 @@ import os
 import stat
 from contextlib import contextmanager
 
-from common import libc  # not ctypes: about 2 ms less per start (docs/performance.md)
 from common.errors import CNIError, Code
 from common.values import Value
 
@@ -36,6 +35,10 @@ class NetNS(Value):
 
 
 def _setns(fd: int) -> None:
+    # loaded here, not at the top: only entering a namespace needs libc (the _ctypes
+    # extension, about 1 ms), and host-local, which never enters one, opens CNI_NETNS too
+    from common import libc  # not ctypes: about 2 ms less per start (docs/performance.md)
+
     libc.call("setns", fd, CLONE_NEWNET)
 
 

@@ -19,7 +19,10 @@ The other start-up measures are the frozen binary's own, in build/multicall.py
   json itself, so errors read exactly as json's.
 
 Modules that need only an address family or inet_ntop import them from
-_socket directly (socket imports selectors and enum); that needs no pin.
+_socket directly (socket imports selectors and enum); that needs no pin.  And
+what only some calls use (the firewall rules' modules, subprocess, etcd, the
+TLS stack) is imported where it is used, with a comment saying so: ordinary
+Python, the one measure that cannot live here.
 """
 
 import _signal as signal  # noqa: F401  (re-exported: common.lock, common.skel, cni_bridge.plugin)
