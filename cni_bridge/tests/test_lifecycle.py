@@ -26,6 +26,7 @@ from cni_bridge.tests.bridgeenv import (
     veths,
     with_prev,
 )
+from conformance.helpers import eventually
 from conformance.netenv import run_plugin
 
 pytestmark = pytest.mark.root
@@ -240,7 +241,8 @@ def test_an_add_after_a_lost_attachment_keeps_the_address_until_del(bench, tmp_p
     pod = bench.container()
     bench.add(conf, pod, "c1")
     held = allocations(conf)
-    pod.close()  # the veth pair dies with the namespace
+    pod.close()  # the veth pair dies with the namespace, which the kernel destroys asynchronously
+    assert eventually(lambda: veths(bench.node) == []), "the dead pod's veth never went away"
     retry = bench.container()
     out = bench.run("ADD", conf, retry, "c1")
     assert out.json["code"] == 102, out
