@@ -157,8 +157,13 @@ def hold_lock(path: str, inherited: bool = False) -> list[subprocess.Popen]:
         time.sleep(0.05)
     procs = [holder]
     if inherited:
-        children = open(f"/proc/{holder.pid}/task/{holder.pid}/children").read().split()
-        assert children, "flock has no child"
+        # flock(1) takes the lock before it forks the command: wait for the child
+        children: list[str] = []
+        while not children:
+            assert time.monotonic() < deadline, "flock has no child"
+            children = open(f"/proc/{holder.pid}/task/{holder.pid}/children").read().split()
+            if not children:
+                time.sleep(0.01)
         os.kill(holder.pid, signal.SIGKILL)  # the lock lives on in the orphaned sleep, as in a runtime that lost its plugin
         holder.wait()
         procs = [int(children[0])]
