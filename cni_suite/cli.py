@@ -162,11 +162,19 @@ def gc(conf_dir, network, valid, runtime, boot_sweep, cni_path) -> None:
     help="The TMPDIR the container runtime gives the plugins (default: $TMPDIR, else /tmp). "
     "A single-file binary cannot start from a noexec TMPDIR, so check the runtime's from a usable one.",
 )
+@click.option("--bin-dir", default="/opt/cni/bin", show_default=True, help="The runtime's CNI bin_dir, where the plugins should be.")
+@click.option(
+    "--cni-path",
+    default=None,
+    help="The runtime's CNI_PATH, colon-separated (default: $CNI_PATH, else the bin dir). "
+    "Debian's containerd appends /usr/lib/cni: give /opt/cni/bin:/usr/lib/cni to check what it would run.",
+)
 @click.pass_obj
-def doctor(conf_dir, as_json, runtime_tmpdir) -> None:
+def doctor(conf_dir, as_json, runtime_tmpdir, bin_dir, cni_path) -> None:
     from cni_suite.doctor import examine
 
-    findings = examine(_networks(conf_dir, None), runtime_tmpdir)
+    path = [d for d in (cni_path or os.environ.get("CNI_PATH") or bin_dir).split(":") if d]
+    findings = examine(_networks(conf_dir, None), runtime_tmpdir, (inventory.conf_dir(conf_dir), bin_dir, path))
     if as_json:
         click.echo(json.dumps({"healthy": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))
     elif not findings:

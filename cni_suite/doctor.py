@@ -3,6 +3,7 @@
 import os
 from dataclasses import asdict, dataclass
 
+from cni_suite import inventory
 from cni_suite.inventory import Network
 from cni_suite.report import plumbing
 from common import bincache, firewall, netlink
@@ -159,6 +160,57 @@ def _vxlan(network: Network) -> list[Finding]:
     return []
 
 
+# containerd's CRI plugin runs it for every pod, beside the network's own plugins
+RUNTIME_TYPES = ("loopback",)
+
+
+def plugin_on_path(kind: str, cni_path: list[str]) -> str | None:
+    """The file a runtime would exec for a CNI type: the first executable of that name on CNI_PATH (libcni's FindInPath)."""
+    for directory in cni_path:
+        path = os.path.join(directory, kind)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def check_plugins(conf_dir: str, bin_dir: str, cni_path: list[str]) -> list[Finding]:
+    """Every type the conf dir names (and loopback) should be in bin_dir, and run from there.
+
+    A type missing from bin_dir but present further along CNI_PATH runs from
+    there without a word (Debian's containerd appends /usr/lib/cni): the node
+    then mixes suites, and a test of ours may be testing the reference.
+    """
+    bin_dir = os.path.normpath(bin_dir)
+    named_by: dict[str, tuple[str, str]] = {}  # type -> (network, conf file): the first that names it
+    for source, network, kind in inventory.types_named(conf_dir):
+        named_by.setdefault(kind, (network, source))
+    if named_by:
+        for kind in RUNTIME_TYPES:
+            named_by.setdefault(kind, ("", "containerd's CRI"))
+    findings = []
+    for kind, (network, source) in sorted(named_by.items()):
+        path = plugin_on_path(kind, cni_path)
+        if path is None:
+            findings.append(
+                Finding(
+                    "plugin-missing",
+                    network,
+                    f"type {kind} (named by {source}) is on no directory of CNI_PATH {':'.join(cni_path)}: every ADD fails",
+                    f"install {kind} into {bin_dir} (`make install` installs ours), or fix the type in {source}",
+                )
+            )
+        elif os.path.normpath(os.path.dirname(path)) != bin_dir:
+            findings.append(
+                Finding(
+                    "plugin-elsewhere",
+                    network,
+                    f"type {kind} (named by {source}) is not in {bin_dir}: the runtime runs {path} instead",
+                    f"install {kind} into {bin_dir} (`make install` installs ours), or take {os.path.dirname(path)} off CNI_PATH",
+                )
+            )
+    return findings
+
+
 def check_run_in_place() -> list[Finding]:
     """Whether the single-file plugins can run in place from their cache (docs/build.md, "Run in place")."""
     why, fix = bincache.why_not()
@@ -167,11 +219,16 @@ def check_run_in_place() -> list[Finding]:
     return [Finding("run-in-place", "", f"{why}: every plugin start unpacks itself into the runtime's TMPDIR (slower)", fix)]
 
 
-def examine(networks: list[Network], tmpdir: str | None = None) -> list[Finding]:
-    """Every finding; the runtime's TMPDIR counts when it was named, or when the plugins cannot run in place."""
+def examine(networks: list[Network], tmpdir: str | None = None, plugins: tuple[str, str, list[str]] | None = None) -> list[Finding]:
+    """Every finding; the runtime's TMPDIR counts when it was named, or when the plugins cannot run in place.
+
+    plugins: (conf dir, bin dir, CNI_PATH) to check where each named type runs from.
+    """
     findings = check_run_in_place()
     if tmpdir or findings:
         findings += check_tmpdir(tmpdir)
+    if plugins:
+        findings += check_plugins(*plugins)
     for network in networks:
         findings += check_network(network)
     return findings

@@ -40,10 +40,7 @@ def networks(directory: str, plugin_types: frozenset[str] | None = None) -> list
     """The networks of ours in directory (plugin_types: the types that are ours, default ours())."""
     wanted = ours() if plugin_types is None else plugin_types
     out, seen = [], set()
-    files = sorted(glob.glob(os.path.join(directory, "*.conflist"))) + sorted(
-        glob.glob(os.path.join(directory, "*.conf")) + glob.glob(os.path.join(directory, "*.json"))
-    )
-    for path in files:
+    for path in _conf_files(directory):
         try:
             data = load_json(read_conf(path), path)
         except (OSError, CNIError) as err:
@@ -69,6 +66,40 @@ def networks(directory: str, plugin_types: frozenset[str] | None = None) -> list
             out.append(Network(name, path, entry["type"], config))
             break
     return out
+
+
+def types_named(directory: str) -> list[tuple[str, str, str]]:
+    """(conf file, network name, CNI type) for every plugin and IPAM type any conf file in directory names, ours or not.
+
+    A runtime execs each of them from its CNI_PATH; `cni-suite doctor` checks
+    where it would find them.  Unreadable files are left to networks().
+    """
+    out = []
+    for path in _conf_files(directory):
+        try:
+            data = load_json(read_conf(path), path)
+        except (OSError, CNIError):
+            continue
+        if type(data) is not dict:
+            continue
+        plugins = data.get("plugins")
+        for entry in plugins if type(plugins) is list else [data]:
+            if type(entry) is not dict:
+                continue
+            name = data.get("name") or entry.get("name")
+            name = name if type(name) is str else os.path.basename(path)
+            ipam = entry.get("ipam")
+            for kind in (entry.get("type"), ipam.get("type") if type(ipam) is dict else None):
+                if type(kind) is str and kind:
+                    out.append((path, name, kind))
+    return out
+
+
+def _conf_files(directory: str) -> list[str]:
+    """The files a runtime reads, in its order: plugin lists first, then single configs (libcni's extensions)."""
+    return sorted(glob.glob(os.path.join(directory, "*.conflist"))) + sorted(
+        glob.glob(os.path.join(directory, "*.conf")) + glob.glob(os.path.join(directory, "*.json"))
+    )
 
 
 _KINDS = (

@@ -101,12 +101,12 @@ def test_boot_sweep_reclaims_an_earlier_boot_and_nothing_live(site, bin_dir):
 
 def test_doctor_reports_a_healthy_node_as_healthy(site, bin_dir):
     node, conf_dir, *_ = site
-    out = suite(node, bin_dir, conf_dir, "doctor")
+    out = suite(node, bin_dir, conf_dir, "doctor", "--bin-dir", bin_dir)
     assert "healthy" in out
 
 
 def doctor_findings(node, bin_dir, conf_dir, env: str = "") -> list[dict]:
-    argv = ["sh", "-c", f"{env} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"]
+    argv = ["sh", "-c", f"{env} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --bin-dir {bin_dir}; true"]
     return json.loads(node.exec(*argv))["findings"]
 
 
@@ -132,7 +132,7 @@ def test_doctor_finds_a_noexec_runtime_tmpdir(site, bin_dir, tmp_path):
     mnt.mkdir()
     script = (
         f"mount -t tmpfs -o noexec,size=1m none {mnt} && "
-        f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --runtime-tmpdir {mnt}; true"
+        f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --bin-dir {bin_dir} --runtime-tmpdir {mnt}; true"
     )
     findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
     assert [f["check"] for f in findings] == ["runtime-tmpdir"]
@@ -146,7 +146,7 @@ def test_a_noexec_TMPDIR_is_harmless_while_the_plugins_run_in_place(site, bin_di
     mnt.mkdir()
     script = (
         f"mount -t tmpfs -o noexec,size=64m none {mnt} && "
-        f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?"
+        f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --bin-dir {bin_dir} 2>{tmp_path}/err; echo rc=$?"
     )
     body, rc = node.exec("unshare", "-m", "sh", "-c", script).rsplit("rc=", 1)
     assert json.loads(body)["findings"] == [] and rc.strip() == "0", (tmp_path / "err").read_text()
@@ -162,7 +162,7 @@ def test_doctor_says_why_the_plugins_cannot_run_in_place_and_then_checks_TMPDIR(
     os.makedirs(bincache.ROOT, mode=0o700, exist_ok=True)
     script = (
         f"mount -t tmpfs -o mode=0777,size=1m none {bincache.ROOT} && mount -t tmpfs -o noexec,size=64m none {mnt} && "
-        f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json 2>{tmp_path}/err; echo rc=$?"
+        f"TMPDIR={mnt} {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --bin-dir {bin_dir} 2>{tmp_path}/err; echo rc=$?"
     )
     body, rc = node.exec("unshare", "-m", "sh", "-c", script).rsplit("rc=", 1)
     if bin_dir.endswith("src-bin"):
@@ -182,7 +182,48 @@ def test_doctor_finds_missing_firewall_tools(site, bin_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.write_text("")
     script = (
-        f"mount --bind {empty} /usr/sbin/nft && chmod 0 {empty} && {os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true"
+        f"mount --bind {empty} /usr/sbin/nft && chmod 0 {empty} && "
+        f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --bin-dir {bin_dir}; true"
     )
     findings = json.loads(node.exec("unshare", "-m", "sh", "-c", script))["findings"]
     assert [f["check"] for f in findings] == ["firewall-tools"] and "nft" in findings[0]["problem"]
+
+
+def test_doctor_finds_plugins_missing_from_bin_dir_or_run_from_elsewhere(netns, bin_dir, tmp_path):
+    """Every type a conf file names (and containerd's loopback) must run from bin_dir: a type found only
+    further along CNI_PATH runs from there silently (Debian's containerd appends /usr/lib/cni)."""
+    node = netns("n")
+    mine, other, conf_dir = tmp_path / "bin", tmp_path / "other", tmp_path / "net.d"
+    for directory in (mine, other, conf_dir):
+        directory.mkdir()
+    for path in (mine / "bridge", mine / "host-local", mine / "loopback", other / "tuning", other / "bridge"):
+        path.write_text("#!/bin/sh\nexit 1\n")  # only located, never run
+        path.chmod(0o755)
+    (mine / "not-executable").write_text("")
+    bridge = {"type": "bridge", "bridge": "cnitdoc0", "ipam": {"type": "host-local", "subnet": "10.96.0.0/24", "dataDir": str(tmp_path / "ipam")}}
+    plugins = [bridge, {"type": "tuning"}, {"type": "not-executable"}]
+    (conf_dir / "10-docnet.conflist").write_text(json.dumps({"cniVersion": "1.1.0", "name": "docnet", "plugins": plugins}))
+    cni_suite = os.path.join(bin_dir, "cni-suite")
+
+    def findings(*args: str, env: str = "") -> list[tuple[str, str, str]]:
+        out = node.exec("sh", "-c", f"{env} {cni_suite} --conf-dir {conf_dir} doctor --json --bin-dir {mine} {' '.join(args)}; true")
+        return sorted((f["check"], f["network"], f["problem"]) for f in json.loads(out)["findings"])
+
+    path, conf = f"{mine}:{other}", f"{conf_dir}/10-docnet.conflist"
+    expected = [
+        ("plugin-elsewhere", "docnet", f"type tuning (named by {conf}) is not in {mine}: the runtime runs {other}/tuning instead"),
+        ("plugin-missing", "docnet", f"type not-executable (named by {conf}) is on no directory of CNI_PATH {path}: every ADD fails"),
+    ]
+    assert findings("--cni-path", path) == expected
+    assert findings(env=f"CNI_PATH={path}") == expected  # the runtime's CNI_PATH, as the plugins get it
+    # without CNI_PATH, the bin dir alone: tuning is missing too
+    assert [f[:2] for f in findings()] == [("plugin-missing", "docnet"), ("plugin-missing", "docnet")]
+    (mine / "loopback").unlink()
+    assert ("plugin-missing", "", f"type loopback (named by containerd's CRI) is on no directory of CNI_PATH {path}: every ADD fails") in findings(
+        "--cni-path", path
+    )
+    # a node whose conf dir names only what bin_dir holds is healthy on this count
+    (conf_dir / "10-docnet.conflist").write_text(json.dumps({"cniVersion": "1.1.0", "name": "docnet", "plugins": [bridge]}))
+    (mine / "loopback").write_text("#!/bin/sh\n")
+    (mine / "loopback").chmod(0o755)
+    assert findings("--cni-path", path) == []

@@ -25,7 +25,7 @@ def write_conf(bed, node, conf_dir) -> None:
 
 
 def findings(node, bin_dir, conf_dir) -> list[dict]:
-    out = node.ns.exec("sh", "-c", f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json; true")
+    out = node.ns.exec("sh", "-c", f"{os.path.join(bin_dir, 'cni-suite')} --conf-dir {conf_dir} doctor --json --bin-dir {bin_dir}; true")
     return json.loads(out)["findings"]
 
 

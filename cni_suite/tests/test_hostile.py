@@ -38,6 +38,8 @@ def decode(data: bytes) -> str:
 
 def run(node, bin_dir: str, *args: str, conf_dir, timeout: float = TIMEOUT) -> tuple[int, str, str]:
     """cni-suite in the node namespace, with a deadline: (exit code, stdout, stderr)."""
+    if args[:1] == ("doctor",):  # where the runtime finds the plugins: here, beside this cni-suite
+        args = (*args, "--bin-dir", bin_dir)
     argv = ["ip", "netns", "exec", node.name, os.path.join(bin_dir, "cni-suite"), "--conf-dir", str(conf_dir), *args]
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
