@@ -491,7 +491,7 @@ def run(argv: list[str]) -> int:
 
         sys.stdin = io.TextIOWrapper(stdin)  # what it read, for the plugin
     _frozen_imports()
-    from importlib import import_module
+    from common.startup import import_module
 
     if entry["kind"] == "plugin":
         try:

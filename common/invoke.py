@@ -11,7 +11,6 @@ is killed (with its process group) after CNI_DELEGATE_TIMEOUT seconds
 
 import os
 import stat
-from importlib import import_module
 
 from common import startup
 from common.config import load_json
@@ -53,7 +52,7 @@ def in_process(plugin_type: str, environ) -> "Plugin | None":
     entry = table().get(plugin_type)
     if entry is None or not entry.get("in_process"):
         return None
-    return import_module(entry["module"]).PLUGIN
+    return startup.import_module(entry["module"]).PLUGIN
 
 
 def check_available(plugin_type: str, args) -> None:

@@ -23,7 +23,8 @@ freezes what the runtime needs of the table into `cni_multi_table.PLUGINS`;
 """
 
 import os
-from importlib import import_module
+
+from common.startup import import_module
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers go by the name)
 if TYPE_CHECKING:

@@ -367,7 +367,7 @@ def quick_delete(name: str, versions: tuple[str, ...], decide: str, environ=None
     try:
         args = inv.parse("DEL")
         module, _, function = decide.partition(":")
-        from importlib import import_module
+        from common.startup import import_module
 
         nothing = getattr(import_module(module), function)(args) is True
     except Exception:  # noqa: BLE001  the plugin's DEL runs and reports whatever this could not judge

@@ -13,6 +13,8 @@ The other start-up measures are the frozen binary's own, in build/multicall.py
   5 ms); CPython 3.12 renamed it _sha2.
 - signal: _signal, the same calls with plain ints (signal wraps them in enums,
   about 1 ms).
+- import_module: importlib's, for an absolute name, without importing the
+  importlib package (it imports warnings: about 0.3 ms per call).
 - JSON: _json's C scanner and string encoders (json imports re, and re imports
   enum: about 3 ms).  loads() and dumps() give json.loads() and json.dumps()'s
   results for what the suite reads and writes; anything else they hand to
@@ -26,6 +28,7 @@ Python, the one measure that cannot live here.
 """
 
 import _signal as signal  # noqa: F401  (re-exported: common.lock, common.skel, cni_bridge.plugin)
+import sys
 from _json import encode_basestring, encode_basestring_ascii, make_scanner
 
 try:
@@ -35,6 +38,12 @@ except ImportError:  # another CPython: correct, only slower to import (the pin 
 
 PINNED = {"python": (3, 11), "pyinstaller": "6.22.3", "pyroute2": "0.9.7"}
 _WHITESPACE = " \t\n\r"
+
+
+def import_module(name: str):
+    """importlib.import_module(name) for an absolute name: the module, imported if it is not yet."""
+    __import__(name)
+    return sys.modules[name]
 
 
 class _Decoding:

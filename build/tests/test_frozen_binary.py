@@ -31,8 +31,9 @@ SIZE_LIMIT = 25 * 1024 * 1024
 # what the VERSION path must never import (the brief: "nothing beyond the protocol core")
 NOT_ON_VERSION = ("pyroute2", "asyncio", "logging", "ipaddress", "dataclasses", "common.skel", "common.plugins", "cni_bridge", "cni_hostlocal_ipam",
                   "cni_vxlan", "cni_suite")
-# nor ADD and DEL (pyroute2: common/netlink/codec.py encodes with layouts generated from it; socket: core.py uses _socket)
-NOT_ON_ADD_DEL = ("asyncio", "ssl", "multiprocessing", "ctypes", "pyroute2", "socket", "platform")
+# nor ADD and DEL (pyroute2: common/netlink/codec.py encodes with layouts generated from it; socket: core.py uses _socket;
+# importlib and warnings: common.startup.import_module)
+NOT_ON_ADD_DEL = ("asyncio", "ssl", "multiprocessing", "ctypes", "pyroute2", "socket", "platform", "importlib", "warnings")
 
 
 @pytest.fixture(scope="module", autouse=True)
