@@ -188,6 +188,7 @@ class Client:
         body = {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix), "start_revision": str(start_revision)}}
         sock, reader, headers = self._open("watch", body)
         sock.settimeout(idle)
+        messages = _Messages()
         try:
             while True:
                 try:
@@ -197,12 +198,13 @@ class Client:
                     continue
                 if chunk is None:
                     raise EtcdError("etcd watch stream ended")
-                result = json.loads(chunk).get("result", {})
-                if result.get("canceled") or result.get("compact_revision"):
-                    raise EtcdError(f"etcd watch canceled (compacted to {result.get('compact_revision', '?')})")
-                events = result.get("events")
-                if events:
-                    yield events
+                for message in messages.feed(chunk):
+                    result = json.loads(message).get("result", {})
+                    if result.get("canceled") or result.get("compact_revision"):
+                        raise EtcdError(f"etcd watch canceled (compacted to {result.get('compact_revision', '?')})")
+                    events = result.get("events")
+                    if events:
+                        yield events
         except (OSError, ValueError) as err:
             raise EtcdError(f"etcd watch: {err}") from None
         finally:
@@ -277,6 +279,27 @@ class _Reader:
                     return data
             if not self._fill():
                 return None
+
+
+class _Messages:
+    """The gateway's stream body as messages: JSON documents, each ended by a newline.
+
+    HTTP chunks are not messages: etcd's gateway writes a message larger than its
+    buffer (about 4 KB) as one chunk and its newline as another, and a larger
+    one over several chunks.
+    """
+
+    def __init__(self, limit: int = MAX_BODY):
+        self.pending = bytearray()
+        self.limit = limit
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self.pending += chunk
+        *complete, rest = self.pending.split(b"\n")
+        if len(rest) > self.limit:
+            raise ValueError(f"a watch message over {self.limit} bytes")
+        self.pending = bytearray(rest)
+        return [bytes(m) for m in complete if m.strip()]
 
 
 def _read_head(reader) -> tuple[int, dict]:
