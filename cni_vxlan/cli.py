@@ -29,6 +29,9 @@ from common.errors import CNIError
 from common.skel import CmdArgs
 
 log = logging.getLogger("cni_vxlan.sync")
+# a store that comes back is seen within this (plus one converge): each retry tries every
+# endpoint within etcd.timeout, so a longer wait only delays recovery
+BACKOFF_MAX = 1.0
 
 
 def load_conf(path: str, network: str | None) -> VxlanConf:
@@ -94,7 +97,7 @@ def _watch(conf: VxlanConf, resync: float) -> None:
             except (PeerSourceError, CNIError) as err:
                 log.warning("%s; retrying in %.1fs (entries left as programmed)", err, backoff)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, BACKOFF_MAX)
     except _Stop:
         log.info("stopping")
 

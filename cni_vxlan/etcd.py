@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import socket
+import time
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
 
 GATEWAY = "/v3/"
 MAX_BODY = 64 << 20
+# A member whose host vanished never answers a SYN: without a bound of its own, every
+# request that tries it first would wait the whole etcd.timeout.  A live member on the
+# underlay accepts in milliseconds.
+CONNECT_TIMEOUT = 1.0
+# The member that last answered, per endpoint list, for this process (`vxlan sync --watch`
+# makes many requests; each converge builds a new Client).
+_preferred: dict[tuple, int] = {}
 
 
 class EtcdError(Exception):
@@ -99,13 +107,30 @@ class Client:
         self.timeout = timeout
         self.tls = (ca_file, cert_file, key_file)
         self._ssl: ssl.SSLContext | None = None
+        self.current = self.endpoints[0]  # the member the last request went to
 
     # --- transport ------------------------------------------------------------
 
-    def _connect(self, scheme: str, host: str, port: int) -> socket.socket:
+    def _ordered(self) -> list[tuple[str, str, int]]:
+        """The endpoints, the one that last answered first (then the others in the listed order)."""
+        first = _preferred.get(tuple(self.endpoints), 0) % len(self.endpoints)
+        return self.endpoints[first:] + self.endpoints[:first]
+
+    def _answered(self, endpoint: tuple[str, str, int]) -> None:
+        _preferred[tuple(self.endpoints)] = self.endpoints.index(endpoint)
+
+    def failed(self, endpoint: tuple[str, str, int]) -> None:
+        """Try another member first from now on, if this one was the first choice."""
+        key, index = tuple(self.endpoints), self.endpoints.index(endpoint)
+        if _preferred.get(key, 0) % len(self.endpoints) == index:
+            _preferred[key] = (index + 1) % len(self.endpoints)
+
+    def _connect(self, scheme: str, host: str, port: int, timeout: float | None = None) -> socket.socket:
         # an ASCII name as bytes skips the idna codec, which a frozen build may not carry
         address = (host.encode() if host.isascii() else host, port)
-        sock = socket.create_connection(address, timeout=self.timeout)  # type: ignore[arg-type]  # typeshed allows a str host only; bytes works
+        budget = self.timeout if timeout is None else timeout
+        sock = socket.create_connection(address, timeout=min(budget, CONNECT_TIMEOUT))  # type: ignore[arg-type]  # typeshed allows a str host only; bytes works
+        sock.settimeout(budget)
         if scheme == "https":
             if self._ssl is None:
                 import ssl  # only TLS setups pay for it
@@ -117,15 +142,27 @@ class Client:
             sock = self._ssl.wrap_socket(sock, server_hostname=host)
         return sock
 
-    def _open(self, path: str, body: dict):
-        """Send a POST to the first endpoint that answers; return (socket, reader, headers)."""
+    def _open(self, path: str, body: dict, endpoints=None):
+        """Send a POST to the first endpoint that answers; return (socket, reader, headers).
+
+        The endpoint that last answered is tried first.  All attempts together
+        take at most etcd.timeout plus one connect timeout: a cluster that lost
+        quorum answers no member, and the caller must hear so in bounded time.
+        """
         data = json.dumps(body).encode()
         errors = []
-        for scheme, host, port in self.endpoints:
+        deadline = time.monotonic() + self.timeout + CONNECT_TIMEOUT
+        for endpoint in endpoints or self._ordered():
+            scheme, host, port = endpoint
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                errors.append(f"{host}:{port}: not tried, {self.timeout + CONNECT_TIMEOUT:g}s spent")
+                continue
             try:
-                sock = self._connect(scheme, host, port)
+                sock = self._connect(scheme, host, port, min(self.timeout, remaining))
             except OSError as err:
                 errors.append(f"{host}:{port}: {err.strerror or err}")
+                self.failed(endpoint)
                 continue
             try:
                 head = (
@@ -142,8 +179,23 @@ class Client:
                 payload = _read_body(reader, headers)
                 sock.close()
                 raise EtcdError(f"etcd {path}: HTTP {status}: {payload[:300].decode(errors='replace')}")
+            self._answered(endpoint)
+            self.current = endpoint
             return sock, reader, headers
         raise EtcdError("etcd unreachable: " + "; ".join(errors))
+
+    def healthy(self, endpoint: tuple[str, str, int]) -> bool:
+        """Whether this member answers now and knows a leader (a member cut off from its cluster knows none)."""
+        try:
+            sock, reader, headers = self._open("maintenance/status", {}, endpoints=[endpoint])
+        except EtcdError:
+            return False
+        try:
+            return int(json.loads(_read_body(reader, headers) or b"{}").get("leader", 0)) != 0
+        except (OSError, ValueError):
+            return False
+        finally:
+            sock.close()
 
     def call(self, path: str, body: dict) -> dict:
         sock, reader, headers = self._open(path, body)
@@ -188,6 +240,11 @@ class Client:
         body = {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix), "start_revision": str(start_revision)}}
         sock, reader, headers = self._open("watch", body)
         sock.settimeout(idle)
+        # a member whose host vanished leaves the stream half-open and silent: the kernel's
+        # keepalive probes find that out in about two seconds, and the read then fails
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in ((socket.TCP_KEEPIDLE, 1), (socket.TCP_KEEPINTVL, 1), (socket.TCP_KEEPCNT, 1)):
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
         messages = _Messages()
         try:
             while True:

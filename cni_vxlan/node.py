@@ -1,7 +1,7 @@
 """Converge this node: lease, VXLAN device, peers.  Shared by ADD and `vxlan sync`.
 
 <dataDir>/<network>/
-  lock               flock held while converging (ADDs and sync never interleave)
+  lock               flock held while changing the node (ADDs and sync never interleave; the source is read before it)
   lease.json         this node's lease, for ADD while etcd is down
   applied.json       the peer set last programmed (CHECK and status read it)
   containers/      the delegate config each ADD used, per attachment (common.records; DEL replays it)
@@ -109,19 +109,30 @@ def _save_applied(conf: VxlanConf, peers, revision: int) -> None:
     )
 
 
+def applied_revision(conf: VxlanConf) -> int:
+    """The source's revision of the peer set last programmed (0: none, or a source without revisions)."""
+    revision = (read_state(conf, "applied.json") or {}).get("revision", 0)
+    return revision if type(revision) is int else 0
+
+
 def converge(conf: VxlanConf, nl) -> NodeState:
-    """Everything node-level an ADD needs, from one read of the peer source, under the node lock."""
+    """Everything node-level an ADD needs, from one read of the peer source; the node changed under the node lock."""
     # read-only checks first: a node whose config cannot work is refused before anything is written
     underlay, vtep = device.detect_vtep(nl, conf)
     source = peer_source(conf)
     source.precheck(vtep, underlay.mtu)
+    # The source is asked before the node lock: a request may take etcd.timeout, and an ADD must
+    # not wait behind sync's.  The store's transactions keep concurrent askers consistent; what
+    # they read is applied in revision order (an older read, arriving late, changes no entry).
+    lease, peers, revision = source.lease_and_peers(nl, vtep, underlay.mtu)
     with node_lock(conf):
-        lease, peers, revision = source.lease_and_peers(nl, vtep, underlay.mtu)
         link = device.ensure_device(nl, conf, lease.peer.subnet, underlay, vtep)
-        if peers is not None:
+        if peers is not None and revision >= applied_revision(conf):
             changes = reconcile(nl, link, conf.network, list(peers))
             if changes:
                 log.info("%s: peers reconciled (%d routes set, %d removed)", conf.name, len(changes.routes), len(changes.stale_routes))
             _save_applied(conf, peers, revision)
+        elif peers is not None:
+            log.info("%s: peers read at revision %d, older than those programmed: left as they are", conf.name, revision)
         _save_lease(conf, lease)
         return NodeState(lease, link, peers, revision)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # annotations only
     from cni_vxlan.conf import Peer, VxlanConf
 
 log = get_logger(__name__)
+HEALTH_EVERY = 5.0  # seconds of quiet on a watch between checks that its member still has a leader
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,11 @@ class PeerSource(Protocol):
         ...
 
     def lease_and_peers(self, nl, vtep, underlay_mtu: int) -> "tuple[Lease, tuple[Peer, ...] | None, int]":
-        """Under the node lock: (this node's lease, the other nodes or None when the source is unreachable, revision).
+        """Before the node lock: (this node's lease, the other nodes or None when the source is unreachable, revision).
+
+        Several callers on one node may ask at once (an ADD beside `vxlan sync`):
+        the answer must not depend on who asks first.  The revision orders the
+        answers (node.converge applies none older than the last applied).
 
         None leaves the programmed entries as they are (the node keeps working
         from its cached lease); raise CNIError when the node cannot work at all.
@@ -142,7 +147,7 @@ class EtcdPeers:
         return LeaseStore(self.conf)
 
     def precheck(self, vtep, underlay_mtu: int) -> None:
-        pass  # decided under the node lock, against the store
+        pass  # decided in lease_and_peers, against the store
 
     def lease_and_peers(self, nl, vtep, underlay_mtu: int):
         from cni_vxlan import etcd, node
@@ -196,9 +201,9 @@ class EtcdPeers:
         assert self.conf.etcd is not None  # VxlanConf.load gives an etcd network its etcd settings
         if self.conf.etcd.lease_ttl:
             resync = min(resync, self.conf.etcd.lease_ttl / 3)
+        store = self._store()
         try:
-            store = self._store()
-            last_full = time.monotonic()
+            last_full = last_check = time.monotonic()
             pending = 0.0
             for events in store.client.watch(store.base, revision + 1, idle=0.2):
                 now = time.monotonic()
@@ -207,7 +212,13 @@ class EtcdPeers:
                 if (pending and now - pending >= 0.2) or now - last_full >= resync:
                     converge()
                     pending, last_full = 0.0, now
+                elif now - last_check >= HEALTH_EVERY:
+                    # a member cut off from its cluster keeps the stream open and sends nothing
+                    if not store.client.healthy(store.client.current):
+                        raise etcd.EtcdError(f"the watched member {store.client.current[1]} has no leader or does not answer")
+                    last_check = now
         except etcd.EtcdError as err:
+            store.client.failed(store.client.current)
             raise PeerSourceError(str(err)) from None
 
     def remove_node(self, name: str) -> bool:

@@ -2,9 +2,11 @@
 
   fabric ns: bridge "sw0" ── veth ── node ns N: eth0 192.0.2.N/24, default via 192.0.2.254
                          └─ veth ── etcd ns: eth0 192.0.2.100/24, etcd on 192.0.2.100:2379
-Everything lives in namespaces created here and is deleted by close(); etcd
-listens only inside its namespace and is stopped by PID.
+or, with start_etcd_cluster(), member K in its own ns at 192.0.2.(100+K), client
+port 2379, peer port 2380.  Everything lives in namespaces created here and is
+deleted by close(); etcd listens only inside its namespaces and is stopped by PID.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ from conformance.netenv import Netns, run_plugin, sh
 
 UNDERLAY = "192.0.2"
 ETCD_HOST = f"{UNDERLAY}.100"
+MEMBER_BASE = 100  # cluster member K (1..) at UNDERLAY.(100+K)
 
 
 class Node:
@@ -73,6 +76,7 @@ class Testbed:
         self.nodes: dict[str, Node] = {}
         self.etcd_ns: Netns | None = None
         self.etcd_proc: subprocess.Popen | None = None
+        self.members: dict[str, Member] = {}
 
     def plug(self, ns: Netns, address: str, mtu: int = 1500) -> None:
         """Connect a namespace to the switch: its eth0 gets `address`/24."""
@@ -132,12 +136,49 @@ class Testbed:
                 self.etcd_proc.wait()
         self.etcd_proc = None
 
+    # --- a replicated etcd --------------------------------------------------------
+
+    def start_etcd_cluster(self, size: int = 3) -> list[str]:
+        """`size` members, each in its own namespace on the underlay; their client endpoints."""
+        cluster = ",".join(f"m{k}=http://{UNDERLAY}.{MEMBER_BASE + k}:2380" for k in range(1, size + 1))
+        for k in range(1, size + 1):
+            member = Member(self, f"m{k}", f"{UNDERLAY}.{MEMBER_BASE + k}", cluster)
+            self.members[member.name] = member
+        for member in self.members.values():  # together: a member waits for a quorum to start
+            member.start()
+        for member in self.members.values():
+            member.wait_healthy()
+        return self.etcd_endpoints
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members.values()]
+
+    def etcdctl(self, *args: str, endpoints: list[str] | None = None, check: bool = True) -> str:
+        """etcdctl from the first member's namespace (every member is on the underlay)."""
+        first = next(iter(self.members.values()))
+        argv = ["ip", "netns", "exec", first.ns.name, "etcdctl", f"--endpoints={','.join(endpoints or self.etcd_endpoints)}", *args]
+        proc = subprocess.run(argv, env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, capture_output=True, timeout=30)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"etcdctl {' '.join(args)}: {proc.stderr.decode(errors='replace')}")
+        return proc.stdout.decode(errors="replace")
+
+    def leader(self) -> "Member":
+        """The member that leads now, asked of the live members."""
+        live = [m.endpoint for m in self.members.values() if m.running and not m.vanished]
+        for status in json.loads(self.etcdctl("endpoint", "status", "-w", "json", endpoints=live)):
+            if status["Status"]["header"]["member_id"] == status["Status"]["leader"]:
+                return next(m for m in self.members.values() if m.endpoint == status["Endpoint"])
+        raise RuntimeError("no member leads")
+
     # --- teardown ---------------------------------------------------------------
 
     def close(self) -> None:
         for node in list(self.nodes.values()):
             node.close()
         self.nodes.clear()
+        for member in self.members.values():
+            member.close()
         self.stop_etcd()
         if self.etcd_ns is not None:
             self.etcd_ns.close()
@@ -151,6 +192,78 @@ class Testbed:
         self.close()
 
 
+class Member:
+    """One etcd member in its own namespace: started, SIGKILLed, restarted, or made to vanish (every packet dropped)."""
+
+    def __init__(self, bed: Testbed, name: str, host: str, cluster: str):
+        self.name, self.host, self.cluster = name, host, cluster
+        self.endpoint = f"http://{host}:2379"
+        self.data = os.path.join(bed.tmp, f"etcd-{name}")
+        self.log = os.path.join(bed.tmp, f"etcd-{name}.log")
+        self.ns = Netns("em")
+        bed.plug(self.ns, host)
+        self.proc: subprocess.Popen | None = None
+        self.vanished = False
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        peer = f"http://{self.host}:2380"
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns.name, "etcd", "--name", self.name, "--data-dir", self.data,
+             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", self.cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "cnit"],
+            stdout=log, stderr=log,
+        )
+        log.close()
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["ip", "netns", "exec", self.ns.name, "etcdctl", f"--endpoints={self.endpoint}", "endpoint", "health"],
+                                   env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, capture_output=True)
+            if probe.returncode == 0:
+                return
+            if not self.running:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"etcd member {self.name} is not healthy; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no goodbye to its peers or clients."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def vanish(self) -> None:
+        """The host goes silent: nothing in or out, no reset, no refusal (established streams hang half-open)."""
+        rules = (
+            "table inet cnitvanish {\n chain i { type filter hook input priority -300; policy drop; }\n"
+            " chain o { type filter hook output priority -300; policy drop; }\n}\n"
+        )
+        sh("ip", "netns", "exec", self.ns.name, "nft", "-f", "-", input=rules.encode())
+        self.vanished = True
+
+    def reappear(self) -> None:
+        sh("ip", "netns", "exec", self.ns.name, "nft", "delete table inet cnitvanish")
+        self.vanished = False
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.ns.close()
+
+
 def ping(src: Netns, address: str, size: int = 56, dont_fragment: bool = False, count: int = 1, wait: float = 2) -> bool:
     argv = ["ping", "-n", "-c", str(count), "-W", str(wait), "-s", str(size)]
     if dont_fragment:
@@ -158,4 +271,4 @@ def ping(src: Netns, address: str, size: int = 56, dont_fragment: bool = False, 
     return subprocess.run(["ip", "netns", "exec", src.name, *argv, address], capture_output=True).returncode == 0
 
 
-__all__ = ["Testbed", "Node", "ping", "sh"]
+__all__ = ["Testbed", "Node", "Member", "ping", "sh"]

@@ -6,6 +6,7 @@ No code outside peers.py names a source: config validation, converging (ADD,
 """
 
 import json
+import os
 from dataclasses import replace
 from ipaddress import ip_address, ip_network
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from cni_vxlan import cli, device, node, peers, plugin
 from cni_vxlan.conf import Peer, VxlanConf
 from cni_vxlan.peers import Lease, PeerSourceError, View
+from common import lock
 from common.errors import CNIError, Code
 from common.skel import CmdArgs
 
@@ -94,17 +96,55 @@ def test_an_unregistered_source_is_refused_where_it_is_chosen(tmp_path):
     assert err.value.code == Code.INVALID_CONFIG
 
 
-def test_converge_asks_the_source_before_and_under_the_node_lock(tmp_path, pigeon, monkeypatch):
-    conf = load(tmp_path, peerSource="pigeon")
+def node_lock_is_free(conf) -> bool:
+    """Whether another open of the node's lock file could take it now (flock conflicts across opens, in one process too)."""
+    path = os.path.join(conf.data_dir, conf.name, "lock")
+    if not os.path.exists(path):
+        return True
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return lock.try_acquire(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def fake_node(monkeypatch, pigeon):
+    """device and reconcile replaced: converge runs against the pigeon alone, under the real lock."""
     vtep = ip_address("192.0.2.1")
-    link = SimpleNamespace(name=conf.device, mtu=1450)
     monkeypatch.setattr(device, "detect_vtep", lambda nl, conf: (SimpleNamespace(mtu=1500), vtep))
-    monkeypatch.setattr(device, "ensure_device", lambda nl, conf, subnet, underlay, vtep: link)
+    monkeypatch.setattr(device, "ensure_device", lambda nl, conf, subnet, underlay, vtep: SimpleNamespace(name=conf.device, mtu=1450))
     monkeypatch.setattr(node, "reconcile", lambda nl, link, network, wanted: pigeon.calls.append(("reconcile", wanted)))
+
+
+def test_converge_asks_the_source_before_the_node_lock_and_changes_the_node_under_it(tmp_path, pigeon, fake_node, monkeypatch):
+    """An ADD does not wait behind `vxlan sync`'s request to the store (issue 14): the source is read unlocked."""
+    conf = load(tmp_path, peerSource="pigeon")
+    asked = Pigeons.lease_and_peers
+
+    def lease_and_peers(self, nl, vtep, mtu):
+        self.calls.append(("lock free", node_lock_is_free(conf)))
+        return asked(self, nl, vtep, mtu)
+
+    monkeypatch.setattr(Pigeons, "lease_and_peers", lease_and_peers)
+    monkeypatch.setattr(node, "reconcile", lambda nl, link, network, wanted: pigeon.calls.append(("reconcile", wanted, node_lock_is_free(conf))))
     state = node.converge(conf, nl=None)
     assert (state.lease, state.peers, state.revision) == (Lease(OWN, 1500), (OTHER,), 42)
-    assert pigeon.calls == [("precheck", "192.0.2.1"), ("lease_and_peers", "192.0.2.1"), ("reconcile", [OTHER])]
+    assert pigeon.calls == [("precheck", "192.0.2.1"), ("lock free", True), ("lease_and_peers", "192.0.2.1"), ("reconcile", [OTHER], False)]
     assert node.cached_lease(conf) == Lease(OWN, 1500) and node.applied_peers(conf) == [OTHER]
+    assert node.applied_revision(conf) == 42
+
+
+def test_an_older_read_arriving_late_changes_no_entry(tmp_path, pigeon, fake_node):
+    conf = load(tmp_path, peerSource="pigeon")
+    newer = Peer("n3", ip_address("192.0.2.3"), ip_network("198.18.9.0/24"), "0e:56:c6:12:09:00")
+    node.write_state(
+        conf, "applied.json", {"revision": 50, "peers": [{"node": "n3", "vtep": "192.0.2.3", "subnet": "198.18.9.0/24", "mac": newer.mac}]}
+    )
+    state = node.converge(conf, nl=None)  # the pigeon answers from revision 42
+    assert state.revision == 42 and [c for c in pigeon.calls if c[0] == "reconcile"] == []
+    assert node.applied_peers(conf) == [newer] and node.applied_revision(conf) == 50
+    assert node.cached_lease(conf) == Lease(OWN, 1500)  # the lease is still this node's own
 
 
 def test_add_judges_requested_addresses_by_the_sources_subnet(tmp_path, pigeon):
