@@ -35,6 +35,8 @@ class Snapshot:
     revision: int
     config: dict | None
     leases: dict  # node name -> Lease
+    # this node's nodes/ key when it has no subnets/ record: (mod_revision, the subnet it names, or None)
+    stray: "tuple[int, object] | None" = None
 
 
 class LeaseStore:
@@ -54,7 +56,7 @@ class LeaseStore:
 
     def snapshot(self) -> Snapshot:
         revision, kvs = self.client.get_prefix(self.base)
-        config, leases = None, {}
+        config, leases, own = None, {}, None
         for kv in kvs:
             name = kv.key[len(self.base) :]
             try:
@@ -63,9 +65,14 @@ class LeaseStore:
                 elif name.startswith("subnets/"):
                     lease = _decode_lease(name[len("subnets/") :], kv)
                     leases[lease.peer.node] = lease
+                elif name == "nodes/" + self.conf.node_name:
+                    own = kv
             except (ValueError, KeyError, TypeError):
                 continue  # a foreign or damaged key: ignore it rather than fail every node
-        return Snapshot(revision, config, leases)
+        stray = None
+        if own is not None and self.conf.node_name not in leases:
+            stray = (own.mod_revision, _named_subnet(own.value))
+        return Snapshot(revision, config, leases, stray)
 
     def _settings(self) -> dict:
         c = self.conf
@@ -100,13 +107,21 @@ class LeaseStore:
                 if self.client.txn([etcd.unchanged(key, mine.mod_revision)], [etcd.put_op(key, _encode(updated), mine.etcd_lease)]):
                     return updated, snap
                 continue  # changed meanwhile: read again
+            nkey = self.node_key(node)
+            node_guard = etcd.absent(nkey)
+            if snap.stray is not None:
+                # this node's nodes/ key without its subnets/ record (a half-written lease, a
+                # hand edit): taken over, guarded by its revision, instead of failing forever
+                revision, named = snap.stray
+                log.warning("%s names %s but holds no subnet record: taking a lease anew", nkey, named or "nothing readable")
+                node_guard, preferred = etcd.unchanged(nkey, revision), preferred or named
             subnet = self._choose(snap, preferred)
             assert self.conf.etcd is not None  # __init__ refused a conf without it
             lease_id = self.client.grant(self.conf.etcd.lease_ttl) if self.conf.etcd.lease_ttl else 0
             lease = Lease(Peer(node, vtep, subnet, vtep_mac(subnet)), underlay_mtu, 0, lease_id)
-            skey, nkey = self.subnet_key(subnet), self.node_key(node)
+            skey = self.subnet_key(subnet)
             ops = [etcd.put_op(skey, _encode(lease), lease_id), etcd.put_op(nkey, json.dumps({"subnet": str(subnet)}).encode(), lease_id)]
-            if self.client.txn([etcd.absent(skey), etcd.absent(nkey)], ops):
+            if self.client.txn([etcd.absent(skey), node_guard], ops):
                 return lease, snap
         raise CNIError(Code.TRY_AGAIN_LATER, f"could not take a subnet lease in {ATTEMPTS} attempts", "other nodes kept taking the candidates")
 
@@ -170,6 +185,14 @@ def _encode(lease: Lease) -> bytes:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     ).encode()
+
+
+def _named_subnet(value: bytes):
+    """The subnet a nodes/ record names, or None when it names none readably."""
+    try:
+        return ip_network(json.loads(value)["subnet"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _decode_lease(name: str, kv) -> Lease:

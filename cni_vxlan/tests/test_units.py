@@ -215,3 +215,26 @@ def test_remove_node_deletes_both_keys():
     assert store(fake).remove_node("n2")
     assert not [k for k in fake.kv if "n2" in k or "subnets" in k]
     assert store(fake).remove_node("n2") is False
+
+
+def test_a_stray_node_key_is_taken_over_not_a_permanent_error():
+    """nodes/<node> without its subnets/ record (issue 14: it made the node fail forever with code 11)."""
+    fake = FakeEtcd()
+    fake.kv["/cni-vxlan/overlay/nodes/n1"] = (json.dumps({"subnet": "198.18.2.0/24"}).encode(), 1, 1)
+    lease, _ = store(fake).acquire(ip_address("192.0.2.1"), 1500)
+    assert str(lease.peer.subnet) == "198.18.2.0/24"  # the subnet it named, being free
+    assert json.loads(fake.kv["/cni-vxlan/overlay/nodes/n1"][0]) == {"subnet": "198.18.2.0/24"}
+    assert "/cni-vxlan/overlay/subnets/198.18.2.0-24" in fake.kv
+    again, _ = store(fake).acquire(ip_address("192.0.2.1"), 1500)
+    assert again.peer.subnet == lease.peer.subnet
+
+
+def test_a_stray_node_key_naming_a_taken_or_unreadable_subnet_gets_another():
+    fake = FakeEtcd()
+    other, _ = store(fake, node="n2").acquire(ip_address("192.0.2.2"), 1500)
+    for named in ({"subnet": str(other.peer.subnet)}, "garbage"):
+        fake.kv["/cni-vxlan/overlay/nodes/n1"] = (json.dumps(named).encode(), fake.revision, fake.revision)
+        fake.kv.pop(next((k for k in fake.kv if k.startswith("/cni-vxlan/overlay/subnets/") and "n1" in fake.kv[k][0].decode()), ""), None)
+        lease, _ = store(fake).acquire(ip_address("192.0.2.1"), 1500)
+        assert lease.peer.subnet != other.peer.subnet
+        assert json.loads(fake.kv["/cni-vxlan/overlay/nodes/n1"][0]) == {"subnet": str(lease.peer.subnet)}
