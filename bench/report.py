@@ -14,7 +14,11 @@ CACHE_COMMANDS = ("VERSION", "ADD", "DEL")
 CACHE_WRAPPER = 'mount --bind "$1" /var/lib && mount -t tmpfs -o "mode=$2,size=1m" x "/var/lib/$3" && shift 3 && exec "$@"'
 ORDER = [
     "host-local VERSION", "bridge VERSION", "host-local ADD", "host-local DEL", "bridge ADD", "bridge CHECK", "bridge DEL",
-    EMPTY_DEL, LIFECYCLE, "vxlan ADD", "vxlan DEL", "host-local ADD, /16 with 60k used", "host-local DEL, /16 with 60k used",
+    EMPTY_DEL, LIFECYCLE, "vxlan ADD", "vxlan DEL",
+    "vxlan ADD, 3 nodes (etcd)", "vxlan ADD, 1,000 nodes (etcd)", "vxlan DEL, 3 nodes (etcd)", "vxlan DEL, 1,000 nodes (etcd)",
+    "vxlan sync --once, 3 nodes, cold", "vxlan sync --once, 3 nodes, warm",
+    "vxlan sync --once, 1,000 nodes, cold", "vxlan sync --once, 1,000 nodes, warm",
+    "host-local ADD, /16 with 60k used", "host-local DEL, /16 with 60k used",
     "host-local ADD, /16 exhausted (error)",
 ]
 # issue 12: ours/reference on wall-clock medians of interleaved runs

@@ -27,6 +27,7 @@ import time
 from contextlib import contextmanager
 
 from bench.report import CACHE_COMMANDS, CACHE_MODES, CACHE_WRAPPER, EMPTY_DEL, LIFECYCLE
+from bench.vxlan_scale import bench_vxlan_scale
 from conformance import netenv
 from conformance.netenv import Netns
 
@@ -35,7 +36,7 @@ OURS = os.path.join(REPO, "dist", "cni-bin")
 REFERENCE = "/usr/lib/cni"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CLONE_NEWNS = 0x00020000
-STEPS = ("version", "hostlocal", "bridge", "vxlan", "cache", "slash16", "burst")
+STEPS = ("version", "hostlocal", "bridge", "vxlan", "vxlanscale", "cache", "slash16", "burst")
 
 
 # --- a /var/lib of our own ----------------------------------------------------------
@@ -604,6 +605,7 @@ def main(argv=None) -> int:
              "hostlocal": lambda: bench_hostlocal(res, impls, args.iterations, work),
              "bridge": lambda: bench_bridge(res, impls, args.iterations, work),
              "vxlan": lambda: bench_vxlan(res, ours, args.iterations, work),
+             "vxlanscale": lambda: bench_vxlan_scale(res, ours, args.iterations, work),
              "cache": lambda: bench_cache(res, ours, args.iterations, work),
              "slash16": lambda: bench_slash16(res, impls, args.iterations, work, args.allocated),
              "burst": lambda: bench_burst(res, impls, args.burst, args.burst_rounds, work)}

@@ -57,7 +57,9 @@ def _refuse_overlap(nl, conf: VxlanConf) -> None:
             f"network {conf.name!r} would share it (the same vni): give each network its own vni",
         )
     claims = [(a.index, a.address.network) for a in netlink.list_addresses(nl, version=4) if a.index in vxlans]
-    claims += [(r.oif, r.dst) for r in netlink.list_routes(nl, 4) if r.oif in vxlans and r.dst.prefixlen > 0]
+    if any(name != conf.device for name in vxlans.values()):
+        # other overlays' routes; this device's own (one per peer) claim nothing its addresses do not
+        claims += [(r.oif, r.dst) for r in netlink.list_routes(nl, 4) if r.oif in vxlans and vxlans[r.oif] != conf.device and r.dst.prefixlen > 0]
     for index, claimed in claims:
         if vxlans[index] == conf.device:
             assert claimed.version == 4  # both lists asked the kernel for IPv4 only
@@ -98,8 +100,8 @@ def _find_vtep(nl, conf: VxlanConf):
 
 def _default_route_link(nl) -> netlink.Link:
     for version in (4, 6):
-        for route in netlink.list_routes(nl, version):
-            if route.dst.prefixlen == 0 and route.oif:
+        for route in netlink.list_routes(nl, version, dst_len=0):  # the peers' routes (one per node) are not decoded
+            if route.oif:
                 return netlink.get_link(nl, index=route.oif)
     raise CNIError(Code.INVALID_CONFIG, "cannot determine the VTEP interface: this node has no default route", "set vtepInterface or vtepAddress")
 

@@ -212,6 +212,17 @@ class Client:
         reply = self.call("kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)})
         return int(reply["header"]["revision"]), [KV(kv) for kv in reply.get("kvs", [])]
 
+    def newest(self, prefix: str) -> tuple[int, int]:
+        """(how many keys under prefix, the highest mod_revision among them): one small reply at any size.
+
+        Any put under the prefix raises the second, any delete lowers the first:
+        equal pairs mean the keys did not change.
+        """
+        body = {"key": b64(prefix), "range_end": prefix_end(prefix), "limit": "1", "sort_order": "DESCEND", "sort_target": "MOD", "keys_only": True}
+        reply = self.call("kv/range", body)
+        kvs = reply.get("kvs", [])
+        return int(reply.get("count", 0)), int(kvs[0].get("mod_revision", 0)) if kvs else 0
+
     def txn(self, compare: list, success: list, failure: list | tuple = ()) -> bool:
         reply = self.call("kv/txn", {"compare": compare, "success": success, "failure": list(failure)})
         return bool(reply.get("succeeded"))

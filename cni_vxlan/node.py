@@ -98,15 +98,36 @@ def applied_peers(conf: VxlanConf) -> list[Peer]:
     return peers
 
 
-def _save_applied(conf: VxlanConf, peers, revision: int) -> None:
+def _save_applied(conf: VxlanConf, peers, revision: int, link, fingerprint) -> None:
     write_state(
         conf,
         "applied.json",
         {
             "revision": revision,
             "peers": [{"node": p.node, "vtep": str(p.vtep), "subnet": str(p.subnet), "mac": p.mac} for p in peers],
+            # what the peers were programmed on: another boot or a re-created device holds none of them
+            "boot": statedir.boot_id(),
+            "ifindex": link.index,
+            "fingerprint": fingerprint,  # the source's, when they were read (PeerSource.lease_and_peers, since)
         },
     )
+
+
+def _since(conf: VxlanConf, nl):
+    """The source's fingerprint of the peers programmed on the device as it is now, in this boot; else None."""
+    data, boot = read_state(conf, "applied.json") or {}, statedir.boot_id()
+    if not boot or data.get("boot") != boot or type(data.get("fingerprint")) is not list:
+        return None
+    link = netlink.find_link(nl, conf.device)
+    return data["fingerprint"] if link is not None and link.index == data.get("ifindex") else None
+
+
+def applied_on(conf: VxlanConf, link) -> list[Peer] | None:
+    """The peers last programmed, when they were programmed on this device in this boot (else None: unknown)."""
+    data, boot = read_state(conf, "applied.json") or {}, statedir.boot_id()
+    if not boot or data.get("boot") != boot or data.get("ifindex") != link.index:
+        return None
+    return applied_peers(conf)
 
 
 def applied_revision(conf: VxlanConf) -> int:
@@ -115,8 +136,13 @@ def applied_revision(conf: VxlanConf) -> int:
     return revision if type(revision) is int else 0
 
 
-def converge(conf: VxlanConf, nl) -> NodeState:
-    """Everything node-level an ADD needs, from one read of the peer source; the node changed under the node lock."""
+def converge(conf: VxlanConf, nl, full: bool = True) -> NodeState:
+    """Everything node-level an ADD needs, from one read of the peer source; the node changed under the node lock.
+
+    full=False (an ADD) programs only what changed since the peers last applied on this
+    device in this boot; full (`vxlan sync`) compares against the kernel's tables, and
+    repairs what anyone else changed there.
+    """
     # read-only checks first: a node whose config cannot work is refused before anything is written
     underlay, vtep = device.detect_vtep(nl, conf)
     source = peer_source(conf)
@@ -124,14 +150,14 @@ def converge(conf: VxlanConf, nl) -> NodeState:
     # The source is asked before the node lock: a request may take etcd.timeout, and an ADD must
     # not wait behind sync's.  The store's transactions keep concurrent askers consistent; what
     # they read is applied in revision order (an older read, arriving late, changes no entry).
-    lease, peers, revision = source.lease_and_peers(nl, vtep, underlay.mtu)
+    lease, peers, revision = source.lease_and_peers(nl, vtep, underlay.mtu, None if full else _since(conf, nl))
     with node_lock(conf):
         link = device.ensure_device(nl, conf, lease.peer.subnet, underlay, vtep)
         if peers is not None and revision >= applied_revision(conf):
-            changes = reconcile(nl, link, conf.network, list(peers))
+            changes = reconcile(nl, link, conf.network, list(peers), None if full else applied_on(conf, link))
             if changes:
                 log.info("%s: peers reconciled (%d routes set, %d removed)", conf.name, len(changes.routes), len(changes.stale_routes))
-            _save_applied(conf, peers, revision)
+            _save_applied(conf, peers, revision, link, source.fingerprint)
         elif peers is not None:
             log.info("%s: peers read at revision %d, older than those programmed: left as they are", conf.name, revision)
         _save_lease(conf, lease)

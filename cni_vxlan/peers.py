@@ -61,8 +61,15 @@ class PeerSource(Protocol):
         """Refuse a node this source cannot serve: read-only, before the node lock and before anything is written."""
         ...
 
-    def lease_and_peers(self, nl, vtep, underlay_mtu: int) -> "tuple[Lease, tuple[Peer, ...] | None, int]":
+    # what the source looked like at the last lease_and_peers, for `since` (None: it cannot tell)
+    fingerprint: "tuple | None"
+
+    def lease_and_peers(self, nl, vtep, underlay_mtu: int, since=None) -> "tuple[Lease, tuple[Peer, ...] | None, int]":
         """Before the node lock: (this node's lease, the other nodes or None when the source is unreachable, revision).
+
+        since: the fingerprint of the peers last applied (an ADD gives it): when the
+        source has not changed since, the answer may be the cached lease and None,
+        read without listing the peers (an ADD's cost then does not follow the node count).
 
         Several callers on one node may ask at once (an ADD beside `vxlan sync`):
         the answer must not depend on who asks first.  The revision orders the
@@ -116,7 +123,9 @@ class StaticPeers:
     def precheck(self, vtep, underlay_mtu: int) -> None:
         self._lease(vtep, underlay_mtu)
 
-    def lease_and_peers(self, nl, vtep, underlay_mtu: int):
+    fingerprint: "tuple | None" = None  # the peers are in the config: nothing to read, nothing to skip
+
+    def lease_and_peers(self, nl, vtep, underlay_mtu: int, since=None):
         return self._lease(vtep, underlay_mtu), tuple(p for p in self.conf.peers if p.node != self.conf.node_name), 0
 
     def subnet_hint(self):
@@ -140,6 +149,7 @@ class EtcdPeers:
 
     def __init__(self, conf: "VxlanConf"):
         self.conf = conf
+        self.fingerprint: tuple | None = None
 
     def _store(self):
         from cni_vxlan.store import LeaseStore
@@ -149,7 +159,7 @@ class EtcdPeers:
     def precheck(self, vtep, underlay_mtu: int) -> None:
         pass  # decided in lease_and_peers, against the store
 
-    def lease_and_peers(self, nl, vtep, underlay_mtu: int):
+    def lease_and_peers(self, nl, vtep, underlay_mtu: int, since=None):
         from cni_vxlan import etcd, node
         from common import netlink
 
@@ -157,7 +167,12 @@ class EtcdPeers:
         store = self._store()
         cached = node.cached_lease(conf)
         try:
+            if since is not None and cached is not None and (cached.peer.vtep, cached.underlay_mtu) == (vtep, underlay_mtu):
+                if store.fingerprint() == tuple(since):  # one small reply: nothing under the prefix changed
+                    self.fingerprint = tuple(since)
+                    return cached, None, 0
             lease, snap = store.acquire(vtep, underlay_mtu, cached.peer.subnet if cached else None)
+            self.fingerprint = snap.fingerprint
             if not store.keepalive(lease):
                 raise CNIError(Code.TRY_AGAIN_LATER, "this node's etcd lease expired meanwhile", "retry; `vxlan sync` keeps TTL leases alive")
             return lease, tuple(store.peers(snap, vtep.version)), snap.revision

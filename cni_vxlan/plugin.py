@@ -64,7 +64,7 @@ def add(args: skel.CmdArgs) -> Result:
                 "DEL it before adding it again",
             )
         with netlink.host() as nl:
-            state = node.converge(conf, nl)
+            state = node.converge(conf, nl, full=False)  # the peers that changed; `vxlan sync` repairs the rest
             mtu = state.device.mtu
         delegate = delegate_config(conf, state.lease, mtu, args.config)
         invoke.check_available(delegate["type"], args)

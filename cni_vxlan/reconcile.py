@@ -57,6 +57,39 @@ def plan(peers: list[Peer], routes, neighbours, fdb) -> Plan:
     return out
 
 
+class _Applied:
+    """A route this node programmed for a peer, as the kernel would list it (what del_route needs)."""
+
+    def __init__(self, peer: Peer, oif: int):
+        self.dst, self.gw, self.oif, self.proto = peer.subnet, peer.base, oif, ROUTE_PROTOCOL
+
+
+def plan_changes(peers: list[Peer], applied: list[Peer], oif: int) -> Plan:
+    """What to change, given the desired peers and those programmed last (pure; no dump of the kernel's tables).
+
+    An ADD's cost then follows the peers that changed, not the node count;
+    entries someone else removed are put back by `vxlan sync`, which plans
+    against the kernel (plan()).
+    """
+    out = Plan()
+    want, had = {p.node: p for p in peers}, {p.node: p for p in applied}
+    subnets, bases, fdb = {p.subnet for p in peers}, {p.base for p in peers}, {(p.mac, p.vtep) for p in peers}
+    for p in peers:
+        if had.get(p.node) != p:
+            out.neighbours.append((p.base, p.mac))
+            out.fdb.append((p.mac, p.vtep))
+            out.routes.append((p.subnet, p.base))
+    for p in applied:
+        if want.get(p.node) != p:
+            if p.subnet not in subnets:
+                out.stale_routes.append(_Applied(p, oif))
+            if p.base not in bases:
+                out.stale_neighbours.append(p.base)
+            if (p.mac, p.vtep) not in fdb:
+                out.stale_fdb.append((p.mac, p.vtep))
+    return out
+
+
 def programmed(nl, device: netlink.Link, network):
     """The routes, permanent neighbours and FDB entries on the device that belong to the overlay."""
     routes = [r for r in netlink.list_routes(nl, 4) if (r.oif == device.index or r.proto == ROUTE_PROTOCOL) and r.dst.subnet_of(network)]
@@ -69,8 +102,9 @@ def programmed(nl, device: netlink.Link, network):
     return routes, neighbours, fdb
 
 
-def reconcile(nl, device: netlink.Link, network, peers: list[Peer]) -> Plan:
-    todo = plan(peers, *programmed(nl, device, network))
+def reconcile(nl, device: netlink.Link, network, peers: list[Peer], applied: list[Peer] | None = None) -> Plan:
+    """Program peers on the device: against the kernel's tables, or (applied given) against what was programmed last."""
+    todo = plan(peers, *programmed(nl, device, network)) if applied is None else plan_changes(peers, applied, device.index)
     for route in todo.stale_routes:
         netlink.del_route(nl, route.dst, route.gw, route.oif, proto=route.proto)
     for ip, mac in todo.neighbours:

@@ -37,6 +37,7 @@ class Snapshot:
     leases: dict  # node name -> Lease
     # this node's nodes/ key when it has no subnets/ record: (mod_revision, the subnet it names, or None)
     stray: "tuple[int, object] | None" = None
+    fingerprint: tuple[int, int] = (0, 0)  # (keys, highest mod_revision) under the network's prefix: etcd.Client.newest()
 
 
 class LeaseStore:
@@ -72,7 +73,12 @@ class LeaseStore:
         stray = None
         if own is not None and self.conf.node_name not in leases:
             stray = (own.mod_revision, _named_subnet(own.value))
-        return Snapshot(revision, config, leases, stray)
+        fingerprint = (len(kvs), max((kv.mod_revision for kv in kvs), default=0))
+        return Snapshot(revision, config, leases, stray, fingerprint)
+
+    def fingerprint(self) -> tuple[int, int]:
+        """The network's keys as Snapshot.fingerprint sums them up, read without reading them."""
+        return self.client.newest(self.base)
 
     def _settings(self) -> dict:
         c = self.conf

@@ -337,3 +337,36 @@ def test_sync_watch_with_static_peers_keeps_running_and_repairs(bed, bin_dir):
     n1.ns.ip("route", "del", "198.18.2.0/24", "dev", "cnivx.1")
     assert until(lambda: routes() == ["198.18.2.0/24"], 10) is not None, "the deleted peer route was not put back"
     assert all(p.poll() is None for p in n1.procs), open(f"{bed.tmp}/n1.sync.log").read()
+
+
+def test_add_programs_changes_only_and_sync_repairs_the_rest(bed, bin_dir):
+    """issue 14: an ADD plans against the peers it applied last (no dump of the tables), so its cost
+    follows what changed, not the node count; `vxlan sync` compares with the kernel and repairs."""
+    bed.start_etcd()
+    n1, n2 = bed.add_node("n1"), bed.add_node("n2")
+    add_pod(bed, n1, "p1", bin_dir)
+    a2, _ = add_pod(bed, n2, "p2", bin_dir)
+    vxlan(n1, bin_dir, "sync", "--once", "--conf", conflist(bed, n1))
+    route = n2.ns.ipj("addr", "show", "cnivx.1")[0]["addr_info"][0]["local"] + "/24"
+    n1.ns.ip("route", "del", route)  # someone removes a peer's route by hand
+    applied = f"{bed.tmp}/n1/vxlan/overlay/applied.json"
+    before = os.stat(applied).st_ino
+    add_pod(bed, n1, "p1b", bin_dir)
+    assert not ping(n1.pods["p1b"], a2), "the ADD changed no peer, so it left the tables alone"
+    assert os.stat(applied).st_ino == before, "the store had not changed: the ADD did not even list the peers"
+    vxlan(n1, bin_dir, "sync", "--once", "--conf", conflist(bed, n1))
+    assert ping(n1.pods["p1b"], a2), "sync compares with the kernel and puts the route back"
+    # a node joins: the next ADD on n1 sees the store changed and programs the newcomer (no sync needed)
+    n3 = bed.add_node("n3")
+    a3, _ = add_pod(bed, n3, "p3", bin_dir)
+    assert not ping(n1.pods["p1b"], a3, wait=0.5)
+    add_pod(bed, n1, "p1d", bin_dir)
+    assert ping(n1.pods["p1d"], a3) and ping(n1.pods["p1d"], a2)
+    assert n1.run(os.path.join(bin_dir, "vxlan"), "DEL", conf(bed, n1), "p1d", bin_dir).ok
+    # a device created anew (a reboot, a deleted device) holds none of the applied peers: the ADD programs them all
+    for pod in ("p1", "p1b"):
+        assert n1.run(os.path.join(bin_dir, "vxlan"), "DEL", conf(bed, n1), pod, bin_dir).ok
+    n1.ns.ip("link", "del", "cnivx.1")
+    add_pod(bed, n1, "p1c", bin_dir)
+    assert [len(entries) for entries in overlay_entries(n1)] == [2, 2, 2]
+    assert ping(n1.pods["p1c"], a2) and ping(n1.pods["p1c"], a3)

@@ -39,7 +39,9 @@ class Pigeons:
     def precheck(self, vtep, underlay_mtu: int) -> None:
         self.calls.append(("precheck", str(vtep)))
 
-    def lease_and_peers(self, nl, vtep, underlay_mtu: int):
+    fingerprint = None
+
+    def lease_and_peers(self, nl, vtep, underlay_mtu: int, since=None):
         self.calls.append(("lease_and_peers", str(vtep)))
         return Lease(OWN, underlay_mtu), (OTHER,), 42
 
@@ -113,8 +115,8 @@ def fake_node(monkeypatch, pigeon):
     """device and reconcile replaced: converge runs against the pigeon alone, under the real lock."""
     vtep = ip_address("192.0.2.1")
     monkeypatch.setattr(device, "detect_vtep", lambda nl, conf: (SimpleNamespace(mtu=1500), vtep))
-    monkeypatch.setattr(device, "ensure_device", lambda nl, conf, subnet, underlay, vtep: SimpleNamespace(name=conf.device, mtu=1450))
-    monkeypatch.setattr(node, "reconcile", lambda nl, link, network, wanted: pigeon.calls.append(("reconcile", wanted)))
+    monkeypatch.setattr(device, "ensure_device", lambda nl, conf, subnet, underlay, vtep: SimpleNamespace(name=conf.device, mtu=1450, index=5))
+    monkeypatch.setattr(node, "reconcile", lambda nl, link, network, wanted, applied: pigeon.calls.append(("reconcile", wanted)))
 
 
 def test_converge_asks_the_source_before_the_node_lock_and_changes_the_node_under_it(tmp_path, pigeon, fake_node, monkeypatch):
@@ -122,12 +124,16 @@ def test_converge_asks_the_source_before_the_node_lock_and_changes_the_node_unde
     conf = load(tmp_path, peerSource="pigeon")
     asked = Pigeons.lease_and_peers
 
-    def lease_and_peers(self, nl, vtep, mtu):
+    def lease_and_peers(self, nl, vtep, mtu, since=None):
         self.calls.append(("lock free", node_lock_is_free(conf)))
-        return asked(self, nl, vtep, mtu)
+        return asked(self, nl, vtep, mtu, since)
 
     monkeypatch.setattr(Pigeons, "lease_and_peers", lease_and_peers)
-    monkeypatch.setattr(node, "reconcile", lambda nl, link, network, wanted: pigeon.calls.append(("reconcile", wanted, node_lock_is_free(conf))))
+
+    def reconcile(nl, link, network, wanted, applied):
+        pigeon.calls.append(("reconcile", wanted, node_lock_is_free(conf)))
+
+    monkeypatch.setattr(node, "reconcile", reconcile)
     state = node.converge(conf, nl=None)
     assert (state.lease, state.peers, state.revision) == (Lease(OWN, 1500), (OTHER,), 42)
     assert pigeon.calls == [("precheck", "192.0.2.1"), ("lock free", True), ("lease_and_peers", "192.0.2.1"), ("reconcile", [OTHER], False)]

@@ -7,7 +7,7 @@ import pytest
 
 from cni_vxlan import etcd
 from cni_vxlan.conf import Peer, VxlanConf, vtep_mac
-from cni_vxlan.reconcile import plan
+from cni_vxlan.reconcile import plan, plan_changes
 from cni_vxlan.store import LeaseStore
 from common.errors import CNIError
 from common.netlink import RouteEntry
@@ -103,6 +103,21 @@ def test_plan_adds_missing_and_removes_stale_entries():
     assert todo.stale_neighbours == [p4.base]
     assert sorted(todo.stale_fdb) == sorted([(p2.mac, ip_address("192.0.2.99")), (p4.mac, p4.vtep)])
     assert not plan([p2], [route(p2)], [Neighbour(5, p2.base, p2.mac, 0x80, 0)], [Neighbour(5, p2.vtep, p2.mac, 0xC0, 2)])
+
+
+def test_an_add_plans_only_the_peers_that_changed_since_they_were_applied():
+    """issue 14: ADD must not scale with the node count; it plans against applied.json, not a dump."""
+    p2, p3, p4 = peer(2), peer(3), peer(4)
+    moved = Peer(p2.node, ip_address("192.0.2.99"), p2.subnet, p2.mac)
+    todo = plan_changes([moved, p3], [p2, p4], oif=5)
+    assert todo.neighbours == [(moved.base, moved.mac), (p3.base, p3.mac)]
+    assert todo.fdb == [(moved.mac, moved.vtep), (p3.mac, p3.vtep)]
+    assert todo.routes == [(moved.subnet, moved.base), (p3.subnet, p3.base)]
+    assert [(r.dst, r.gw, r.oif, r.proto) for r in todo.stale_routes] == [(p4.subnet, p4.base, 5, 241)]
+    assert todo.stale_neighbours == [p4.base]  # p2's stays: the moved peer keeps its subnet and base
+    assert sorted(todo.stale_fdb) == sorted([(p2.mac, p2.vtep), (p4.mac, p4.vtep)])
+    many = [peer(i) for i in range(2, 200)]
+    assert not plan_changes(many, list(reversed(many)), oif=5)  # nothing changed: nothing to do, whatever the count
 
 
 class FakeEtcd:

@@ -124,12 +124,17 @@ def _metric(metrics, name: str) -> int:
     return (metrics.get_attr(name) or 0) if metrics else 0
 
 
-def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN) -> list[RouteEntry]:
+RTM_DST_LEN = 17  # struct rtmsg's rtm_dst_len, after the 16-byte netlink header
+
+
+def list_routes(nl: Netlink, version: int = 4, table: int | None = RT_TABLE_MAIN, dst_len: int | None = None) -> list[RouteEntry]:
+    """The routes of a family (in one table); dst_len: only those of that prefix length (0: default routes), the others not decoded."""
     msg = rtmsg()
     msg["family"] = _family(version)
     out = []
     zero = "0.0.0.0" if version == 4 else "::"
-    for reply in nl.request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, "list routes"):
+    keep = None if dst_len is None else (lambda chunk: chunk[RTM_DST_LEN] == dst_len)
+    for reply in nl.request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, "list routes", keep):
         rtable = reply.get_attr("RTA_TABLE") or reply["table"]
         if table is not None and rtable != table:
             continue

@@ -105,8 +105,12 @@ class Netlink:
     def close(self) -> None:
         self.sock.close()
 
-    def request(self, msg, mtype: int, flags: int, what: str = "netlink request") -> list:
-        """Send one message; return decoded replies.  Kernel errors raise NetlinkError."""
+    def request(self, msg, mtype: int, flags: int, what: str = "netlink request", keep=None) -> list:
+        """Send one message; return decoded replies.  Kernel errors raise NetlinkError.
+
+        keep: a test of a reply's raw bytes; replies it refuses are not decoded (a
+        dump of a thousand routes to find one costs their decoding otherwise).
+        """
         msg["header"]["type"] = mtype
         msg["header"]["flags"] = flags
         msg["header"]["pid"] = 0
@@ -116,7 +120,7 @@ class Netlink:
             self.seq += 1
             struct.pack_into("=I", data, 8, self.seq)
             self.sock.send(data)
-            replies, interrupted = self._collect(type(msg), self.seq, what)
+            replies, interrupted = self._collect(type(msg), self.seq, what, keep)
             if not interrupted:
                 break
         return replies  # after three interrupted dumps: the last, best-effort view
@@ -131,7 +135,7 @@ class Netlink:
             raise
         return True
 
-    def _collect(self, cls, seq: int, what: str):
+    def _collect(self, cls, seq: int, what: str, keep=None):
         replies: list = []
         interrupted = False
         while True:
@@ -156,11 +160,11 @@ class Netlink:
                     if code:
                         raise NetlinkError(code, what, _ext_ack(chunk) if flags & NLM_F_ACK_TLVS else "")
                     return replies, interrupted
-                try:
-                    reply = cls(chunk).decode()
-                except DecodeError:
-                    raise NetlinkError(errno.EPROTO, what) from None
-                replies.append(reply)
+                if keep is None or keep(chunk):
+                    try:
+                        replies.append(cls(chunk).decode())
+                    except DecodeError:
+                        raise NetlinkError(errno.EPROTO, what) from None
                 if not flags & NLM_F_MULTI:
                     return replies, interrupted
 
