@@ -1,4 +1,4 @@
-"""The bad-input matrix: hostile or broken input for host-local, bridge and vxlan.
+"""The bad-input matrix: hostile or broken input for host-local, bridge, vxlan and loopback.
 
 Each case names the plugin, what is wrong, the command, the code it must get
 and a fragment of the message.  tests/test_bad_input.py runs every case as a
@@ -59,6 +59,9 @@ class World:
         self.node.ip("route", "add", "default", "via", "192.0.2.254")
         self.pod = make_netns("c")
         self.pod2 = make_netns("c")
+        if plugin == "loopback":
+            # pod2's lo down, as in a new pod: a refused ADD that brought it up anyway would show in the snapshot
+            self.pod2.ip("link", "set", "lo", "down")
         self.seed_result = None
         if seed:
             out = self.run("ADD", self.conf(), cid="seed", netns=self.pod.path)
@@ -78,6 +81,8 @@ class World:
         ipam = {"type": "host-local", "subnet": SUBNET, "dataDir": self.ipam_dir}
         if self.plugin == "host-local":
             return {"cniVersion": "1.1.0", "name": "badnet", "ipam": ipam}
+        if self.plugin == "loopback":
+            return {"cniVersion": "1.1.0", "name": "badnet", "type": "loopback"}
         if self.plugin == "bridge":
             return {"cniVersion": "1.1.0", "name": "badnet", "type": "bridge", "bridge": "cnibad0", "isGateway": True, "ipMasq": True,
                     "dataDir": os.path.join(self.state, "bridge"), "ipam": ipam}
@@ -127,7 +132,7 @@ class World:
 @dataclass(frozen=True)
 class Case:
     id: str
-    plugin: str  # host-local, bridge or vxlan
+    plugin: str  # host-local, bridge, vxlan or loopback
     what: str
     code: int  # 0: a control case, which must succeed
     fragment: str  # in the error's msg (lower-cased comparison)
@@ -558,6 +563,7 @@ def _cases() -> list[Case]:
              conf=lambda c, w: c.update({"cni.dev/valid-attachments": [{"containerID": "seed"}]}), row="105"))
 
     _hostile_cases(add, short)
+    _loopback_cases(add)
     return cases
 
 
@@ -665,6 +671,105 @@ def _hostile_cases(add, short: dict) -> None:
     for tag, url in (("empty-host", "http://"), ("open-bracket", "http://[::1"), ("ftp", "ftp://x:1"), ("port-99999", "http://host:99999")):
         add(Case(f"vx-etcd-endpoint-{tag}", "vxlan", f'etcd.endpoints ["{url}"]', 7, "etcd.endpoints",
                  conf=both(put("peerSource", "etcd"), put("etcd", {"endpoints": [url]})), seed=False, check=no_new_bridge, row="issue11"))
+
+
+def lo_in_pod2(*argv: str) -> Callable:
+    """A change to pod2's lo (the namespace refused calls are pointed at) before the snapshot."""
+    return lambda world: world.pod2.ip(*argv)
+
+
+def lo_taken(world) -> None:
+    """pod2's loopback renamed, and its name given to a veth."""
+    world.pod2.ip("link", "set", "lo", "name", "lo9")
+    world.pod2.ip("link", "add", "lo", "type", "veth", "peer", "name", "lopeer")
+
+
+def lo_down_in(which: str) -> Callable:
+    """A control whose DEL brought that pod's lo down."""
+    def check(world, outcome):
+        ns = world.pod if which == "pod" else world.pod2
+        assert "UP" not in ns.ipj("link", "show", "dev", "lo")[0]["flags"], f"{which}'s lo is still up"
+    return check
+
+
+def lo_still(state: str) -> Callable:
+    """A control whose DEL changed nothing: pod2's devices named lo and lo9 are as setup() left them."""
+    def check(world, outcome):
+        flags = {link["ifname"]: "UP" in link["flags"] for link in world.pod2.ipj("link", "show")}
+        assert flags.get("lo9") is False and flags.get("lo") is (state == "up"), flags
+    return check
+
+
+def _loopback_cases(add) -> None:
+    """H. loopback (issue 13): the shared protocol layer wired up, and lo in the right namespace only.  Refused calls
+    go to pod2, whose lo is down: a refusal that brought it up, or a DEL that reached the node's lo, shows."""
+    pod = {"CNI_NETNS": lambda w: w.pod.path}
+    add(Case("lo-stdin-empty", "loopback", "empty stdin", 6, "failed to decode", stdin=b"", row="1"))
+    add(Case("lo-stdin-truncated", "loopback", "truncated JSON", 6, "failed to decode", stdin=lambda w: good_json(w)[:30], row="2"))
+    add(Case("lo-stdin-null", "loopback", "JSON null", 6, "failed to decode", stdin=b"null", row="4"))
+    add(Case("lo-stdin-non-utf8", "loopback", "non-UTF-8 bytes in the network name", 6, "failed to decode",
+             stdin=replace_bytes(b'"badnet"', b'"bad\xffnet"'), row="5"))
+    add(Case("lo-stdin-dupkey", "loopback", "duplicate key", 6, "failed to decode",
+             stdin=replace_bytes(b'"type": "loopback"', b'"type": "loopback", "type": "bridge"'), row="11"))
+    add(Case("lo-stdin-huge", "loopback", "stdin over the 4 MiB cap", 5, "too large", stdin=lambda w: b" " * HUGE + good_json(w), row="10"))
+    add(Case("lo-version-unsupported", "loopback", 'cniVersion "9.9.9"', 1, "incompatible cni versions", conf=put("cniVersion", "9.9.9"), row="16"))
+    add(Case("lo-version-inexact", "loopback", 'cniVersion "1.0" (not exact)', 1, "incompatible cni versions", conf=put("cniVersion", "1.0"),
+             row="17"))
+    add(Case("lo-check-0.3.1", "loopback", "CHECK with 0.3.1", 1, "does not allow check", command="CHECK", conf=put("cniVersion", "0.3.1"),
+             cid="seed", env=pod, row="21"))
+    add(Case("lo-gc-1.0.0", "loopback", "GC with 1.0.0", 1, "does not allow gc", command="GC", conf=put("cniVersion", "1.0.0"), row="22"))
+    add(Case("lo-status-1.0.0", "loopback", "STATUS with 1.0.0", 1, "does not allow status", command="STATUS", conf=put("cniVersion", "1.0.0"),
+             row="22"))
+    add(Case("lo-command-unknown", "loopback", "CNI_COMMAND=FROB", 4, "unknown cni_command", env={"CNI_COMMAND": "FROB"}, row="25"))
+    add(Case("lo-env-all-missing", "loopback", "CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME all missing", 4,
+             "[cni_containerid,cni_netns,cni_ifname] missing", env={"CNI_CONTAINERID": None, "CNI_NETNS": None, "CNI_IFNAME": None}, row="27"))
+    add(Case("lo-cid-dotdot", "loopback", "CNI_CONTAINERID ../x", 4, "cni_containerid", cid="../x", row="29"))
+    add(Case("lo-ifname-16", "loopback", "CNI_IFNAME of 16 bytes (validated though loopback uses lo)", 4, "cni_ifname",
+             env={"CNI_IFNAME": "a" * 16}, row="31"))
+    add(Case("lo-ifname-zwsp", "loopback", "CNI_IFNAME lo with a zero-width space (U+200B)", 4, "cni_ifname", env={"CNI_IFNAME": "lo\u200b"},
+             row="issue11"))
+    add(Case("lo-netns-missing-add", "loopback", "CNI_NETNS missing on ADD", 4, "cni_netns", env={"CNI_NETNS": None}, row="38"))
+    add(Case("lo-netns-nonexistent", "loopback", "CNI_NETNS does not exist", 4, "cni_netns", env={"CNI_NETNS": "/run/netns/cnit-no-such-ns"},
+             row="39"))
+    add(Case("lo-netns-regular-file", "loopback", "CNI_NETNS is a regular file", 4, "cni_netns", env={"CNI_NETNS": lambda w: w.canary}, row="40"))
+    add(Case("lo-netns-own-add", "loopback", "CNI_NETNS is the plugin's own (/proc/self/ns/net), ADD", 4, "cni_netns",
+             env={"CNI_NETNS": "/proc/self/ns/net"}, row="42"))
+    add(Case("lo-netns-own-del", "loopback", "CNI_NETNS is the plugin's own, DEL (would bring the node's lo down)", 4, "cni_netns",
+             command="DEL", cid="seed", env={"CNI_NETNS": "/proc/self/ns/net"}, row="42"))
+    add(Case("lo-netns-node-path-del", "loopback", "CNI_NETNS is the node's /run/netns path, DEL", 4, "cni_netns", command="DEL", cid="seed",
+             env={"CNI_NETNS": lambda w: w.node.path}, row="42"))
+    add(Case("lo-netns-init-check", "loopback", "CNI_NETNS is the init namespace (/proc/1/ns/net), CHECK", 4, "cni_netns", command="CHECK",
+             cid="seed", env={"CNI_NETNS": "/proc/1/ns/net"}, row="42"))
+    add(Case("lo-netns-relative", "loopback", "CNI_NETNS relative", 4, "cni_netns", env={"CNI_NETNS": "run/netns/x"}, row="43"))
+    add(Case("lo-args-bad-pair", "loopback", "CNI_ARGS with a pair that is not KEY=VALUE", 4, "cni_args", env={"CNI_ARGS": "IgnoreUnknown=1;=x"},
+             row="46"))
+    add(Case("lo-path-missing-gc", "loopback", "CNI_PATH missing on GC", 4, "cni_path", command="GC", env={"CNI_PATH": None}, row="44"))
+    add(Case("lo-name-missing", "loopback", "network name missing", 7, "missing network name", conf=drop("name"), row="50"))
+    add(Case("lo-name-dotdot", "loopback", "network name ../x", 7, "network name", conf=put("name", "../x"), row="51"))
+    add(Case("lo-prev-malformed", "loopback", 'ADD with prevResult "ips": "nope" (refused before lo is touched)', 6, "invalid result",
+             conf=put("prevResult", {"cniVersion": "1.1.0", "ips": "nope"}), row="15"))
+    add(Case("lo-prev-not-object", "loopback", "ADD with prevResult a string", 6, "invalid result", conf=put("prevResult", "10.1.2.3/24"), row="15"))
+    add(Case("lo-prev-bad-index", "loopback", "ADD with a prevResult whose ips[].interface names no interface", 6, "invalid result",
+             conf=put("prevResult", {"cniVersion": "1.1.0", "ips": [{"address": "10.1.2.3/24", "interface": 3}]}), row="15"))
+    add(Case("lo-non-loopback-address", "loopback", "lo holds 10.9.8.7/24 (refused before lo comes up)", 103, "non-loopback address 10.9.8.7",
+             setup=lo_in_pod2("addr", "add", "10.9.8.7/24", "dev", "lo"), row="issue13"))
+    add(Case("lo-renamed", "loopback", "lo renamed, and a veth named lo", 103, "no loopback interface", setup=lo_taken, row="issue13"))
+    add(Case("lo-check-down", "loopback", "CHECK with lo down", 107, "loopback interface is down", command="CHECK", cid="seed", row="issue13"))
+    add(Case("lo-check-renamed", "loopback", "CHECK when lo was renamed", 107, "no loopback interface", command="CHECK", cid="seed",
+             setup=lo_taken, row="issue13"))
+    add(Case("lo-gc-valid-not-list", "loopback", "GC with cni.dev/valid-attachments not a list", 7, "valid-attachments", command="GC",
+             conf=lambda c, w: c.update({"cni.dev/valid-attachments": {"containerID": "seed"}}), row="105"))
+    add(Case("lo-gc-entry-incomplete", "loopback", "GC with an entry missing ifname", 7, "valid-attachments", command="GC",
+             conf=lambda c, w: c.update({"cni.dev/valid-attachments": [{"containerID": "seed"}]}), row="105"))
+    # controls: DEL forgives
+    add(Case("lo-del-prev-malformed", "loopback", "DEL with a malformed prevResult (control: brings lo down)", 0, "", command="DEL", cid="seed",
+             conf=put("prevResult", {"ips": "nope"}), env=pod, check=lo_down_in("pod"), row="99"))
+    add(Case("lo-del-renamed", "loopback", "DEL when lo was renamed and a veth took its name (control: nothing changed)", 0, "", command="DEL",
+             setup=lambda w: (lo_taken(w), w.pod2.ip("link", "set", "lo", "up")), check=lo_still("up"), row="issue13"))
+    add(Case("lo-del-netns-gone", "loopback", "DEL whose CNI_NETNS no longer exists (control)", 0, "", command="DEL", cid="seed",
+             env={"CNI_NETNS": "/run/netns/cnit-no-such-ns"}, row="39"))
+    add(Case("lo-loglevel-number", "loopback", "logLevel 5 (control: ADD works, the setting is reported)", 0, "", conf=put("logLevel", 5),
+             check=warned("logLevel 5")))
 
 
 CASES = _cases()

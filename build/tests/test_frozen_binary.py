@@ -451,12 +451,13 @@ def test_install_replaces_a_running_binary_by_rename(tmp_path, netns):
     dest = tmp_path / "root"
     bindir = dest / "opt" / "cni" / "bin"
     bindir.mkdir(parents=True)
-    (bindir / "loopback").write_text("#!/bin/sh\n")  # someone else's plugin: left alone
+    (bindir / "tuning").write_text("#!/bin/sh\n")  # someone else's plugin: left alone
     os.symlink("cni-multi", bindir / "gone-plugin")  # a name of ours this build no longer has
     install = [os.path.join(REPO, "build", "install.sh"), str(bindir)]
     first = subprocess.run(install, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert sorted(os.listdir(bindir)) == sorted(expected_names() | {"cni-multi", "loopback"})
+    assert sorted(os.listdir(bindir)) == sorted(expected_names() | {"cni-multi", "tuning"})
+    assert (bindir / "tuning").read_text() == "#!/bin/sh\n"
     assert os.stat(bindir / "cni-multi").st_mode & 0o777 == 0o755
     for name in expected_names():
         assert os.readlink(bindir / name) == "cni-multi"

@@ -1,0 +1,3 @@
+from cni_loopback.plugin import main
+
+main()

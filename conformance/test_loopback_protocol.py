@@ -1,0 +1,28 @@
+"""test_protocol's checks of every plugin, run for loopback.
+
+conformance/configs.py's PLUGIN_TYPES holds the plugins whose sample reserves
+addresses, which the lifecycle, result and GC tests judge by; loopback reserves
+none, so the protocol checks (the same for every plugin) are collected here
+again with their `plugin` fixture naming loopback.
+"""
+
+import inspect
+
+import pytest
+
+from conformance import test_protocol
+
+pytestmark = pytest.mark.conformance
+GENERIC = sorted(
+    name for name, fn in vars(test_protocol).items() if name.startswith("test_") and callable(fn) and "plugin" in inspect.signature(fn).parameters
+)
+globals().update({name: getattr(test_protocol, name) for name in GENERIC})
+
+
+@pytest.fixture
+def plugin(plugins):
+    return "loopback", plugins.path("loopback")
+
+
+def test_the_protocol_checks_are_collected_here():
+    assert len(GENERIC) >= 15 and "test_unsupported_version_is_code_1" in GENERIC and "test_tolerated_config_keys" in GENERIC
