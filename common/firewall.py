@@ -91,3 +91,17 @@ def iptables_restore(version: int, text: str, what: str) -> None:
     rc, out, err = _proc().run([binary, "--noflush", "-w", "10"], text.encode(), TIMEOUT, what=what)
     if rc != 0:
         raise CNIError(Code.KERNEL_REFUSED, f"{what} failed", err.decode(errors="replace").strip()[:500])
+
+
+def nft_table_rules(family: str, table: str) -> list[dict] | None:
+    """Every rule of a table (each with its chain, handle and comment) as nft's JSON objects; None if the table
+    does not exist or nft is not installed."""
+    binary = tool("nft")
+    if binary is None:
+        return None
+    rc, out, err = _proc().run([binary, "-j", "list", "table", family, table], timeout=TIMEOUT, what="nft list")
+    if rc != 0:
+        if b"No such file or directory" in err or b"does not exist" in err:
+            return None
+        raise CNIError(Code.KERNEL_REFUSED, f"listing nftables table {family} {table} failed", err.decode(errors="replace").strip()[:500])
+    return [item["rule"] for item in startup.loads(out.decode()).get("nftables", []) if "rule" in item]

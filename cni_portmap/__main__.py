@@ -1,0 +1,3 @@
+from cni_portmap.plugin import main
+
+main()
