@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 STAMP=$VENV/.deps-$(cat requirements.txt setup.cfg | sha256sum | cut -c1-16)
 
-PKGS="iproute2 iputils-ping nftables iptables ethtool procps util-linux containernetworking-plugins etcd-server etcd-client podman runc busybox-static hyperfine python3 python3-venv python3-dev libpython3.11 binutils gcc libc6-dev zlib1g-dev patch"
+PKGS="iproute2 iputils-ping nftables iptables ethtool procps util-linux containernetworking-plugins etcd-server etcd-client podman runc busybox-static hyperfine python3 python3-venv python3-dev libpython3.11 binutils gcc libc6-dev zlib1g-dev patch containerd"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -8,11 +8,16 @@ options, reads them too), /var/lib/cni (libcni's result cache) is a temporary
 directory and /run/netns (podman's netns mounts) a tmpfs.  Storage, runroot and
 state are temporary directories; the image is imported from busybox-static.
 CNI_PATH points at wrappers that record every call.  See docs/podman.md.
+
+Container a publishes a port (-p) through the portmap under test (a directory without one fails
+with "missing portmap"; the reference's is never used in its place): a client namespace on an
+uplink to the node fetches a page from busybox httpd in the container through the node's address.
 """
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -147,6 +152,9 @@ def podman(node, bin_dir, reference_dir, plugins):
         pytest.skip(reason)
     plugins.path("bridge")
     plugins.path("host-local")
+    if not os.access(os.path.join(bin_dir, "portmap"), os.X_OK):
+        # the -p mapping must go through the portmap under test, never the reference's
+        pytest.fail(f"missing portmap: {bin_dir} has no portmap plugin; podman's -p needs it", pytrace=False)
     # a short private directory: with a path as long as pytest's tmp_path, conmon's exit command (the
     # `podman container cleanup` that DELs a container which exits on its own) silently never runs
     tmp = tempfile.mkdtemp(prefix="cnitpm", dir="/tmp")
@@ -176,16 +184,46 @@ def write_network(podman):
         json.dump(conf, f)
 
 
+# an HTTP/1.0 GET of / printing the body (busybox-static's wget crashes on Debian 12)
+GET = ("import socket, sys\n"
+       "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n"
+       "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+       "data = b''.join(iter(lambda: s.recv(65536), b''))\n"
+       "sys.stdout.write(data.split(b'\\r\\n\\r\\n', 1)[1].decode())\n")
+PAGE = "cnit-podman-published"
+SERVE = f"mkdir -p /www && echo {PAGE} > /www/index.html && httpd -p 80 -h /www && exec sleep 3600"
+
+
+def client_of(node, netns):
+    """A namespace on an uplink to the node (node 192.0.2.1, client 192.0.2.2), from which published ports are reached."""
+    client = netns("cl")
+    node.ip("link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1", "netns", client.name)
+    node.ip("addr", "add", "192.0.2.1/24", "dev", "uplink0")
+    node.ip("link", "set", "uplink0", "up")
+    client.ip("addr", "add", "192.0.2.2/24", "dev", "uplink1")
+    client.ip("link", "set", "uplink1", "up")
+    client.ip("route", "add", "default", "via", "192.0.2.1")
+    return client
+
+
+def fetch(client, port):
+    return subprocess.run(["ip", "netns", "exec", client.name, sys.executable, "-I", "-c", GET, "192.0.2.1", str(port)],
+                          capture_output=True, text=True, timeout=30)
+
+
 def veths(node):
     return sorted(l["ifname"] for l in node.ipj("link", "show") if l["ifname"].startswith("veth"))
 
 
-def test_podman_containers_on_our_bridge(podman, node, request):
+def test_podman_containers_on_our_bridge(podman, node, netns, bin_dir, request):
     write_network(podman)
+    with open(os.path.join(podman.tmp, "plugins", "portmap")) as f:
+        assert os.path.join(bin_dir, "portmap") in f.read(), "podman's portmap is the one under test"
+    client = client_of(node, netns)
     build_image(podman, podman.tmp)
     assert NET in podman("network", "ls", "--format", "{{.Name}}").stdout.split(), "podman sees the network (VERSION succeeded)"
 
-    podman("run", "-d", "--cap-add", "NET_RAW", "--name", "a", "--network", NET, "-p", f"{HOST_PORT}:80", IMAGE, "sleep", "3600")
+    podman("run", "-d", "--cap-add", "NET_RAW", "--name", "a", "--network", NET, "-p", f"{HOST_PORT}:80", IMAGE, "sh", "-c", SERVE)
     podman("run", "-d", "--cap-add", "NET_RAW", "--name", "b", "--network", NET, IMAGE, "sleep", "3600")
     ip_a, ip_b = container_ip(podman, "a"), container_ip(podman, "b")
     id_a, id_b = container_id(podman, "a"), container_id(podman, "b")
@@ -195,6 +233,10 @@ def test_podman_containers_on_our_bridge(podman, node, request):
     assert len(veths(node)) == 2 and node.ipj("link", "show", BRIDGE), "the bridge and veths are in the node namespace"
     assert firewall_mentions(node, ip_a) and firewall_mentions(node, ip_b), "masquerade rules for both containers"
     assert any(str(HOST_PORT) in r for r in firewall_mentions(node, f"{ip_a}:80")), "portmap's DNAT for -p"
+    # the published port answers from another namespace, through the node's address
+    got = []
+    assert eventually(lambda: got.append(fetch(client, HOST_PORT)) or got[-1].stdout.strip() == PAGE, 20), \
+        f"-p {HOST_PORT}:80 from the client namespace: {got[-1].returncode} {got[-1].stdout!r} {got[-1].stderr[-500:]!r}"
 
     # the two containers reach each other over our bridge
     for src, dst in (("a", ip_b), ("b", ip_a)):
@@ -214,6 +256,7 @@ def test_podman_containers_on_our_bridge(podman, node, request):
     podman("stop", "-t", "0", "a")
     podman("rm", "-f", "-t", "0", "a", "b", "c")
     assert podman("ps", "-a", "-q").stdout.strip() == ""
+    assert fetch(client, HOST_PORT).returncode != 0, "the published port still answers after podman rm"
     assert allocations(ipam, NET) == {}, "every address was released"
     assert eventually(lambda: veths(node) == []), f"veths left behind: {veths(node)}"
     assert firewall_mentions(node, ip_a, ip_b, f"{ip_a}:80", id_a, id_b, id_c) == [], "masquerade and DNAT rules left behind"
