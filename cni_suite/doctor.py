@@ -188,6 +188,16 @@ def check_plugins(conf_dir: str, bin_dir: str, cni_path: list[str]) -> list[Find
         for kind in RUNTIME_TYPES:
             named_by.setdefault(kind, ("", "containerd's CRI"))
     findings = []
+    if "portmap" in named_by and firewall.tool("nft") is None and None in (firewall.tool("iptables-save"), firewall.tool("iptables-restore")):
+        network, source = named_by["portmap"]
+        findings.append(
+            Finding(
+                "firewall-tools",
+                network,
+                f"portmap (named by {source}) needs nft, or iptables-save and iptables-restore: none is installed",
+                "apt-get install nftables",
+            )
+        )
     for kind, (network, source) in sorted(named_by.items()):
         path = plugin_on_path(kind, cni_path)
         if path is None:

@@ -23,19 +23,20 @@ log = get_logger(__name__)
 
 
 def run_gc(network: Network, valid: set[tuple[str, str]], cni_path: str) -> None:
-    """The plugin's GC through the protocol layer, exactly as a runtime would exec it."""
+    """GC of each of our plugins in the network's list (portmap's after the bridge's), through the protocol layer, as a runtime would."""
     from common.invoke import in_process
 
-    plugin = in_process(network.plugin, {})
-    if plugin is None:  # one of ours (inventory.ours()) that does not declare IN_PROCESS (common/plugins.py)
-        raise CNIError(Code.INVALID_CONFIG, f"cni-suite cannot run {network.plugin}'s GC: it does not run in-process")
-    config = dict(network.config, cniVersion="1.1.0")  # our plugins do GC whatever version the file names
-    config["cni.dev/valid-attachments"] = [{"containerID": cid, "ifname": ifname} for cid, ifname in sorted(valid)]
-    environ = dict(os.environ, CNI_COMMAND="GC", CNI_PATH=cni_path, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="")
-    out = io.StringIO()
-    if skel.run(plugin, environ, io.BytesIO(json.dumps(config).encode()), out, io.StringIO()) != 0:
-        error = json.loads(out.getvalue())
-        raise CNIError(error["code"], error["msg"], error.get("details", ""))
+    for base in (network.config, *network.chained):
+        plugin = in_process(base["type"], {})
+        if plugin is None:  # one of ours (inventory.ours()) that does not declare IN_PROCESS (common/plugins.py)
+            raise CNIError(Code.INVALID_CONFIG, f"cni-suite cannot run {base['type']}'s GC: it does not run in-process")
+        config = dict(base, cniVersion="1.1.0")  # our plugins do GC whatever version the file names
+        config["cni.dev/valid-attachments"] = [{"containerID": cid, "ifname": ifname} for cid, ifname in sorted(valid)]
+        environ = dict(os.environ, CNI_COMMAND="GC", CNI_PATH=cni_path, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="")
+        out = io.StringIO()
+        if skel.run(plugin, environ, io.BytesIO(json.dumps(config).encode()), out, io.StringIO()) != 0:
+            error = json.loads(out.getvalue())
+            raise CNIError(error["code"], error["msg"], error.get("details", ""))
 
 
 def attachments(network: Network) -> set[tuple[str, str]]:

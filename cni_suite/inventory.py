@@ -30,6 +30,7 @@ class Network:
     plugin: str  # its type, one of ours()
     config: dict  # the plugin's request configuration (cniVersion and name filled in)
     problem: str = ""  # why it could not be read, if it could not
+    chained: tuple = ()  # the configurations of our plugins after it in the list (portmap after bridge), filled in alike
 
 
 def conf_dir(option: str | None = None) -> str:
@@ -50,7 +51,7 @@ def networks(directory: str, plugin_types: frozenset[str] | None = None) -> list
             continue
         plugins = data.get("plugins")
         entries = plugins if type(plugins) is list else [data]
-        for entry in entries:
+        for at, entry in enumerate(entries):
             if type(entry) is not dict or type(entry.get("type")) is not str or entry["type"] not in wanted:
                 continue
             name = data.get("name") or entry.get("name")
@@ -62,8 +63,13 @@ def networks(directory: str, plugin_types: frozenset[str] | None = None) -> list
             if name in seen:
                 continue  # as libcni: the first file naming a network wins
             seen.add(name)
-            config = dict(entry, name=name, cniVersion=data.get("cniVersion") or entry.get("cniVersion") or "1.1.0")
-            out.append(Network(name, path, entry["type"], config))
+            version = data.get("cniVersion") or entry.get("cniVersion") or "1.1.0"
+            chained = tuple(
+                dict(later, name=name, cniVersion=version)
+                for later in entries[at + 1 :]
+                if type(later) is dict and type(later.get("type")) is str and later["type"] in wanted
+            )
+            out.append(Network(name, path, entry["type"], dict(entry, name=name, cniVersion=version), chained=chained))
             break
     return out
 

@@ -1,4 +1,4 @@
-"""The bad-input matrix: hostile or broken input for host-local, bridge, vxlan and loopback.
+"""The bad-input matrix: hostile or broken input for host-local, bridge, vxlan, loopback and portmap.
 
 Each case names the plugin, what is wrong, the command, the code it must get
 and a fragment of the message.  tests/test_bad_input.py runs every case as a
@@ -83,6 +83,11 @@ class World:
             return {"cniVersion": "1.1.0", "name": "badnet", "ipam": ipam}
         if self.plugin == "loopback":
             return {"cniVersion": "1.1.0", "name": "badnet", "type": "loopback"}
+        if self.plugin == "portmap":
+            # chained after a bridge that gave the pod 10.161.0.5 (the seed's rules are what a refusal must leave alone)
+            return {"cniVersion": "1.1.0", "name": "badnet", "type": "portmap", "dataDir": os.path.join(self.state, "portmap"),
+                    "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+                    "prevResult": {"cniVersion": "1.1.0", "ips": [{"address": "10.161.0.5/24"}]}}
         if self.plugin == "bridge":
             return {"cniVersion": "1.1.0", "name": "badnet", "type": "bridge", "bridge": "cnibad0", "isGateway": True, "ipMasq": True,
                     "dataDir": os.path.join(self.state, "bridge"), "ipam": ipam}
@@ -132,7 +137,7 @@ class World:
 @dataclass(frozen=True)
 class Case:
     id: str
-    plugin: str  # host-local, bridge, vxlan or loopback
+    plugin: str  # host-local, bridge, vxlan, loopback or portmap
     what: str
     code: int  # 0: a control case, which must succeed
     fragment: str  # in the error's msg (lower-cased comparison)
@@ -564,6 +569,7 @@ def _cases() -> list[Case]:
 
     _hostile_cases(add, short)
     _loopback_cases(add)
+    _portmap_cases(add)
     return cases
 
 
@@ -770,6 +776,83 @@ def _loopback_cases(add) -> None:
              env={"CNI_NETNS": "/run/netns/cnit-no-such-ns"}, row="39"))
     add(Case("lo-loglevel-number", "loopback", "logLevel 5 (control: ADD works, the setting is reported)", 0, "", conf=put("logLevel", 5),
              check=warned("logLevel 5")))
+
+
+def mapping(**fields) -> Callable:
+    """A conf change: the one port mapping with these fields changed."""
+
+    def change(config, world):
+        config["runtimeConfig"]["portMappings"][0].update(fields)
+
+    return change
+
+
+def hostport_rules(world) -> list[str]:
+    return [line for line in world.node.exec("nft", "list", "ruleset").splitlines() if "dport 18080" in line]
+
+
+def seed_rules_gone(world, outcome) -> None:
+    assert hostport_rules(world) == [], "the seed's DEL removed its DNAT rule"
+
+
+def seed_rules_kept(world, outcome) -> None:
+    assert len(hostport_rules(world)) == 1, "another attachment's DEL left the seed's DNAT rule alone"
+
+
+def _portmap_cases(add) -> None:
+    """I. portmap (issue 13): every mapping and option checked before a rule is written.  Refused ADDs are pod2's
+    (bad1): a rule written for it, or the seed's removed, shows in the node's snapshot."""
+    pod = {"CNI_NETNS": lambda w: w.pod.path}
+    add(Case("pm-stdin-empty", "portmap", "empty stdin", 6, "failed to decode", stdin=b"", row="1"))
+    add(Case("pm-stdin-truncated", "portmap", "truncated JSON", 6, "failed to decode", stdin=lambda w: good_json(w)[:30], row="2"))
+    add(Case("pm-stdin-dupkey", "portmap", "duplicate key", 6, "failed to decode",
+             stdin=replace_bytes(b'"type": "portmap"', b'"type": "portmap", "type": "bridge"'), row="11"))
+    add(Case("pm-version-unsupported", "portmap", 'cniVersion "9.9.9"', 1, "incompatible cni versions", conf=put("cniVersion", "9.9.9"), row="16"))
+    add(Case("pm-command-unknown", "portmap", "CNI_COMMAND=FROB", 4, "unknown cni_command", env={"CNI_COMMAND": "FROB"}, row="25"))
+    add(Case("pm-cid-dotdot", "portmap", "CNI_CONTAINERID ../x", 4, "cni_containerid", cid="../x", row="29"))
+    add(Case("pm-netns-own-add", "portmap", "CNI_NETNS is the plugin's own, ADD", 4, "cni_netns", env={"CNI_NETNS": "/proc/self/ns/net"}, row="42"))
+    add(Case("pm-name-dotdot", "portmap", "network name ../x", 7, "network name", conf=put("name", "../x"), row="51"))
+    add(Case("pm-hostport-0", "portmap", "hostPort 0", 7, "invalid host port number: 0", conf=mapping(hostPort=0), row="issue13"))
+    add(Case("pm-hostport-70000", "portmap", "hostPort 70000", 7, "invalid host port number: 70000", conf=mapping(hostPort=70000), row="issue13"))
+    add(Case("pm-hostport-string", "portmap", 'hostPort "8080" (a string)', 7, "hostport", conf=mapping(hostPort="8080"), row="issue13"))
+    add(Case("pm-containerport-0", "portmap", "containerPort 0", 7, "invalid container port number: 0", conf=mapping(containerPort=0),
+             row="issue13"))
+    add(Case("pm-protocol-icmp", "portmap", "protocol icmp", 7, "protocol", conf=mapping(protocol="icmp"), row="issue13"))
+    add(Case("pm-hostip-bad", "portmap", 'hostIP "1.2.3"', 7, "hostip", conf=mapping(hostIP="1.2.3"), row="issue13"))
+    add(Case("pm-mappings-not-list", "portmap", "portMappings an object", 7, "portmappings",
+             conf=put("runtimeConfig", {"portMappings": {"hostPort": 18081}}), row="issue13"))
+    add(Case("pm-mapping-not-object", "portmap", "a mapping that is a number", 7, "portmappings[0]",
+             conf=put("runtimeConfig", {"portMappings": [5]}), row="issue13"))
+    add(Case("pm-condition-semicolon", "portmap", "conditionsV4 holding '; flush ruleset'", 7, "conditionsv4",
+             conf=put("conditionsV4", ["ip saddr 192.0.2.9; flush ruleset"]), row="issue13"))
+    add(Case("pm-condition-newline", "portmap", "conditionsV4 holding a newline", 7, "conditionsv4",
+             conf=put("conditionsV4", ["ip saddr 192.0.2.9\nflush ruleset"]), row="issue13"))
+    add(Case("pm-condition-quote", "portmap", "iptables conditionsV4 holding a quote", 7, "conditionsv4",
+             conf=both(put("backend", "iptables"), put("conditionsV4", ["-s", '192.0.2.9" -j ACCEPT'])), row="issue13"))
+    add(Case("pm-markbit-32", "portmap", "markMasqBit 32", 7, "markmasqbit", conf=both(put("backend", "iptables"), put("markMasqBit", 32)),
+             row="issue13"))
+    add(Case("pm-markbit-and-chain", "portmap", "markMasqBit with externalSetMarkChain", 7, "cannot specify externalsetmarkchain and markmasqbit",
+             conf=both(put("backend", "iptables"), put("markMasqBit", 13), put("externalSetMarkChain", "KUBE-MARK-MASQ")), row="issue13"))
+    add(Case("pm-chain-bad", "portmap", "externalSetMarkChain 'bad chain!'", 7, "externalsetmarkchain",
+             conf=both(put("backend", "iptables"), put("externalSetMarkChain", "bad chain!")), row="issue13"))
+    add(Case("pm-backend-ebtables", "portmap", "backend ebtables", 7, "unrecognized backend", conf=put("backend", "ebtables"), row="issue13"))
+    add(Case("pm-backend-mixed", "portmap", "backend nftables with an iptables-only option", 7, "iptables-specific options",
+             conf=both(put("backend", "nftables"), put("externalSetMarkChain", "KUBE-MARK-MASQ")), row="issue13"))
+    add(Case("pm-no-prevresult", "portmap", "ADD without prevResult (portmap is chained)", 7, "chained plugin", conf=drop("prevResult"),
+             row="issue13"))
+    add(Case("pm-prev-malformed", "portmap", 'prevResult "ips": "nope"', 7, "invalid result",
+             conf=put("prevResult", {"cniVersion": "1.1.0", "ips": "nope"}), row="15"))
+    add(Case("pm-datadir-relative", "portmap", "dataDir relative", 7, "invalid datadir", conf=put("dataDir", "rel/dir"), row="issue13"))
+    add(Case("pm-snat-string", "portmap", 'snat "yes" (not a boolean)', 7, "snat", conf=put("snat", "yes"), row="issue13"))
+    add(Case("pm-check-missing", "portmap", "CHECK of an attachment that has no rules", 107, "missing hostport rules", command="CHECK",
+             row="issue13"))
+    add(Case("pm-gc-valid-not-list", "portmap", "GC with cni.dev/valid-attachments not a list", 7, "valid-attachments", command="GC",
+             conf=lambda c, w: c.update({"cni.dev/valid-attachments": {"containerID": "seed"}}), row="105"))
+    # controls: DEL forgives, and removes only its own attachment's rules
+    add(Case("pm-del-no-netns", "portmap", "DEL without CNI_NETNS, prevResult or mappings (control: the seed's rules go)", 0, "", command="DEL",
+             cid="seed", env={"CNI_NETNS": ""}, conf=lambda c, w: (c.pop("prevResult"), c.pop("runtimeConfig")), check=seed_rules_gone, row="99"))
+    add(Case("pm-del-other", "portmap", "DEL of an attachment that has no rules (control: the seed's stay)", 0, "", command="DEL", env=pod,
+             check=seed_rules_kept))
 
 
 CASES = _cases()

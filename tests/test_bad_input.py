@@ -24,7 +24,7 @@ def difference(before, after, path: str = "") -> str:
 def test_the_matrix_is_large_and_covers_every_plugin():
     assert len(CASES) >= 60
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    for plugin in ("host-local", "bridge", "vxlan", "loopback"):
+    for plugin in ("host-local", "bridge", "vxlan", "loopback", "portmap"):
         assert sum(1 for c in CASES if c.plugin == plugin and c.code) >= 15, plugin
 
 

@@ -227,3 +227,40 @@ def test_doctor_finds_plugins_missing_from_bin_dir_or_run_from_elsewhere(netns, 
     (mine / "loopback").write_text("#!/bin/sh\n")
     (mine / "loopback").chmod(0o755)
     assert findings("--cni-path", path) == []
+
+
+def test_gc_runs_every_plugin_of_ours_in_the_list(netns, bin_dir, tmp_path):
+    """A bridge + portmap list: `cni-suite gc` collects portmap's rules too, for the attachments it does not keep."""
+    node = netns("n")
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    bridge = {
+        "type": "bridge",
+        "bridge": "cnitgcpm0",
+        "isGateway": True,
+        "dataDir": str(tmp_path / "bridge"),
+        "ipam": {"type": "host-local", "subnet": "10.95.0.0/24", "dataDir": str(tmp_path / "ipam")},
+    }
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}, "dataDir": str(tmp_path / "portmap")}
+    (conf_dir / "10-pmnet.conflist").write_text(json.dumps({"cniVersion": "1.1.0", "name": "pmnet", "plugins": [bridge, portmap]}))
+    for i, cid in enumerate(("pod-a", "pod-b")):
+        ns = netns("c")
+        config = dict(bridge, cniVersion="1.1.0", name="pmnet")
+        out = run_plugin(os.path.join(bin_dir, "bridge"), "ADD", config, node=node, netns=ns.path, container_id=cid, path=bin_dir)
+        assert out.ok, out
+        mapped = dict(
+            portmap,
+            cniVersion="1.1.0",
+            name="pmnet",
+            prevResult=out.json,
+            runtimeConfig={"portMappings": [{"hostPort": 18190 + i, "containerPort": 80, "protocol": "tcp"}]},
+        )
+        out = run_plugin(os.path.join(bin_dir, "portmap"), "ADD", mapped, node=node, netns=ns.path, container_id=cid, path=bin_dir)
+        assert out.ok, out
+
+    def mapped_ports() -> list[str]:
+        return sorted(p for p in ("18190", "18191") if f"dport {p}" in node.exec("nft", "list", "ruleset"))
+
+    assert mapped_ports() == ["18190", "18191"]
+    suite(node, bin_dir, conf_dir, "gc", "--valid", "pod-a:eth0", "--cni-path", bin_dir)
+    assert mapped_ports() == ["18190"], "pod-b's hostPort rule was collected with its address, pod-a's kept"
