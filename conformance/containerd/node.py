@@ -69,8 +69,22 @@ def missing(bin_dir: str, *types: str) -> list[str]:
     return [t for t in types if not _executable(bin_dir, t)]
 
 
+def named_types(conflist: dict) -> list[str]:
+    """The plugin and IPAM types a conflist names."""
+    out = []
+    for entry in conflist.get("plugins", []):
+        out.append(entry["type"])
+        if isinstance(entry.get("ipam"), dict) and entry["ipam"].get("type"):
+            out.append(entry["ipam"]["type"])
+    return out
+
+
 class Node:
-    def __init__(self, bin_dir: str):
+    def __init__(self, bin_dir: str, conflist: dict | None = None, cni_section: str = ""):
+        """conflist: the network to use instead of the harness's own (a README's, as a user copies it);
+        cni_section: the body of containerd's [plugins."io.containerd.grpc.v1.cri".cni] table instead of
+        the harness's (whose bin_dir and conf_dir are /opt/cni/bin and /etc/cni/net.d in the node, too)."""
+        self.conflist, self.cni_section = conflist, cni_section
         self.bin_dir = os.path.realpath(bin_dir)
         self.work = tempfile.mkdtemp(prefix="cnitctr", dir="/var/tmp")
         self.network = netenv.unique_name("ctr")
@@ -80,7 +94,8 @@ class Node:
         self.netns: netenv.Netns | None = None
         self.client: netenv.Netns | None = None
         self.socket = os.path.join(self.work, "state", "containerd.sock")
-        self.types = sorted(set(conflist_types(self.bin_dir) + ["loopback"]) - set(missing(self.bin_dir, "loopback")))
+        wanted = named_types(conflist) if conflist else conflist_types(self.bin_dir)
+        self.types = sorted(set(wanted + ["loopback"]) - set(missing(self.bin_dir, "loopback")))
         try:
             self._layout()
             self._networks()
@@ -112,6 +127,9 @@ class Node:
         }
         if "portmap" in self.types:
             conf["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}})
+        if self.conflist:
+            conf = self.conflist
+            self.network = conf["name"]
         with open(self.path("net.d", "10-cnitctr.conflist"), "w") as f:
             json.dump(conf, f, indent=1)
         image.oci_archive(self.path("image.tar"))
@@ -174,9 +192,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_port = "0"
 
 [{cri}.cni]
-  bin_dir = "{self.path('bin')}"
-  conf_dir = "{self.path('net.d')}"
-  max_conf_num = 1
+{self.cni_section or self._cni_section()}
 
 [{cri}.containerd]
   snapshotter = "overlayfs"
@@ -185,6 +201,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
 """
+
+    def _cni_section(self) -> str:
+        return f'''  bin_dir = "{self.path('bin')}"
+  conf_dir = "{self.path('net.d')}"
+  max_conf_num = 1'''
 
     def _networks(self) -> None:
         """The node's network namespace, and a client namespace on an uplink (192.0.2.0/24) to reach hostPorts from."""
