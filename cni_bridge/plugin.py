@@ -7,7 +7,7 @@ DEL forgives: whatever is already gone counts as done, and nothing it needs
 comes from the container's namespace.
 """
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from ipaddress import ip_interface
 
 # masq and spoofcheck are imported only where configured: hashlib and their
@@ -19,40 +19,10 @@ from common import invoke, netlink, skel
 from common.config import gc_valid_attachments
 from common.errors import CNIError, Code, incomplete, step
 from common.log import get as get_logger
-from common.startup import signal
+from common.transaction import quietly, transaction
 from common.types import Interface, IPConfig, Result, Route, default_route
 
 log = get_logger(__name__)
-
-
-def _quietly(fn, *args) -> None:
-    """A rollback step: log a failure and let the remaining steps run."""
-    try:
-        fn(*args)
-    except Exception as err:  # rollback must go on; the ADD's own error is what gets reported
-        log.warning("rollback: %s failed: %s", getattr(fn, "__name__", fn), err)
-
-
-@contextmanager
-def _transaction():
-    """An ExitStack whose unwinding no signal can cut short.
-
-    The first SIGTERM turns into the exception that starts the rollback; a
-    second one arriving during it would otherwise kill the undo step under
-    way (an IPAM DEL half done leaks the address).  Later signals are noted
-    and dropped: the command fails with code 11 all the same.
-    """
-    with ExitStack() as undo:
-        try:
-            yield undo
-        except BaseException:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, _deferred)
-            raise
-
-
-def _deferred(signum, frame) -> None:
-    log.warning("signal %d during rollback: finishing the rollback first", signum)
 
 
 def _check_tools(conf: BridgeConf) -> None:
@@ -83,7 +53,7 @@ def add(args: skel.CmdArgs) -> Result:
         records.locked(args.container_id, args.ifname, create=True) as entry,
         netlink.host() as host,
         netlink.inside(args.netns) as cont,
-        _transaction() as undo,
+        transaction() as undo,
     ):
         _refuse_live_attachment(host, entry, args)
         if netlink.find_link(cont, args.ifname) is not None:
@@ -93,13 +63,13 @@ def add(args: skel.CmdArgs) -> Result:
         while netlink.find_link(host, veth_name) is not None:
             veth_name = netlink.random_veth_name()
         entry.new(args.netns_path, veth_name, conf.mac)
-        undo.callback(_quietly, entry.remove)
+        undo.callback(quietly, entry.remove)
         veth = _create_veth(host, args, conf, veth_name)
-        undo.callback(_quietly, netlink.delete_link, host, veth.name)
+        undo.callback(quietly, netlink.delete_link, host, veth.name)
         bridge.attach_port(host, br, veth, conf)
         cont_link = netlink.get_link(cont, args.ifname)
         if conf.mac_spoof_check:  # spoofcheck was imported above, only when configured
-            undo.callback(_quietly, spoofcheck.teardown, args.container_id, args.ifname)
+            undo.callback(quietly, spoofcheck.teardown, args.container_id, args.ifname)
             spoofcheck.setup(veth.name, cont_link.mac, args.container_id, args.ifname)
         result = Result(
             interfaces=(Interface(br.name, br.mac), Interface(veth.name, veth.mac), Interface(args.ifname, cont_link.mac, args.netns_path))
@@ -168,7 +138,7 @@ def _add_layer3(args, conf: BridgeConf, host, cont, br, result: Result, undo: Ex
 
     def _release() -> None:
         if release[0]:
-            _quietly(invoke.delegate, "DEL", conf.ipam_type, args)
+            quietly(invoke.delegate, "DEL", conf.ipam_type, args)
 
     undo.callback(_release)
     try:
@@ -185,7 +155,7 @@ def _add_layer3(args, conf: BridgeConf, host, cont, br, result: Result, undo: Ex
     if conf.ip_masq:
         from cni_bridge import masq
 
-        undo.callback(_quietly, masq.teardown, conf.name, args.ifname, args.container_id)
+        undo.callback(quietly, masq.teardown, conf.name, args.ifname, args.container_id)
         masq.setup(conf.ip_masq_backend, conf.name, args.ifname, args.container_id, result.ips)
     return result
 

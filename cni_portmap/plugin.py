@@ -18,6 +18,7 @@ from common import skel, statedir
 from common.config import Obj, gc_valid_attachments
 from common.errors import CNIError, Code, incomplete, step
 from common.log import get as get_logger
+from common.transaction import quietly, transaction
 from common.types import Result
 
 log = get_logger(__name__)
@@ -63,37 +64,6 @@ def _locked(path: str):
         os.close(dirfd)
 
 
-def _quietly(fn, *args) -> None:
-    """A rollback step: log a failure and let the remaining steps run."""
-    try:
-        fn(*args)
-    except Exception as err:  # rollback must go on; the ADD's own error is what gets reported
-        log.warning("rollback: %s failed: %s", getattr(fn, "__name__", fn), err)
-
-
-@contextmanager
-def _transaction():
-    """An ExitStack whose unwinding no further signal cuts short (as the bridge's ADD: cni_bridge/plugin.py).
-
-    The first SIGTERM or SIGINT is the exception that starts the rollback
-    (common/skel.py); one arriving during it is noted and dropped, so the
-    rules an unfinished ADD installed are still removed.
-    """
-    with ExitStack() as undo:
-        try:
-            yield undo
-        except BaseException:
-            from common.startup import signal
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, _deferred)
-            raise
-
-
-def _deferred(signum, frame) -> None:
-    log.warning("signal %d during rollback: finishing the rollback first", signum)
-
-
 def _localnet_interface(conf: PortmapConf) -> str | None:
     """The node's interface that routes to the pod's IPv4 address (the bridge): 127.0.0.1 must cross it.
 
@@ -123,7 +93,7 @@ def _enable_localnet(ifname: str, undo: ExitStack) -> None:
         if previous != "1":
             sysctl.write(key, "1")
             if previous is not None:
-                undo.callback(_quietly, sysctl.write, key, previous)
+                undo.callback(quietly, sysctl.write, key, previous)
     except OSError as err:
         raise CNIError(Code.KERNEL_REFUSED, f"unable to enable route_localnet on {ifname}", err.strerror or str(err)) from None
 
@@ -137,9 +107,9 @@ def add(args: skel.CmdArgs) -> Result:
     _check_tools(conf)
     backend = _backend(conf)
     localnet = _localnet_interface(conf)
-    with _locked(conf.data_dir), _transaction() as undo:
+    with _locked(conf.data_dir), transaction() as undo:
         # registered before acting: a later step's failure must not leave the rules behind
-        undo.callback(_quietly, backend.teardown, conf.name, args.container_id, args.ifname)
+        undo.callback(quietly, backend.teardown, conf.name, args.container_id, args.ifname)
         backend.setup(conf, args.container_id, args.ifname)
         if localnet is not None:
             _enable_localnet(localnet, undo)
