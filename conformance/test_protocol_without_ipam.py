@@ -1,9 +1,10 @@
-"""test_protocol's checks of every plugin, run for portmap.
+"""test_protocol's checks of every plugin, run for the plugins whose sample reserves no address.
 
 conformance/configs.py's PLUGIN_TYPES holds the plugins whose sample reserves
-addresses; portmap's reserves none (it is chained: its sample carries a
-prevResult), so the protocol checks, the same for every plugin, are collected
-here with their `plugin` fixture naming portmap.
+addresses, which the lifecycle, result and GC tests judge by; loopback and
+portmap (chained: its sample carries a prevResult) reserve none, so the
+protocol checks, the same for every plugin, are collected here again with
+their `plugin` fixture naming each of them.
 """
 
 import inspect
@@ -19,9 +20,9 @@ GENERIC = sorted(
 globals().update({name: getattr(test_protocol, name) for name in GENERIC})
 
 
-@pytest.fixture
-def plugin(plugins):
-    return "portmap", plugins.path("portmap")
+@pytest.fixture(params=["loopback", "portmap"])
+def plugin(request, plugins):
+    return request.param, plugins.path(request.param)
 
 
 def test_the_protocol_checks_are_collected_here():
