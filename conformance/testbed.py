@@ -115,16 +115,7 @@ class Testbed:
             stdout=log, stderr=log,
         )
         log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            probe = subprocess.run(["ip", "netns", "exec", self.etcd_ns.name, "etcdctl", f"--endpoints={self.etcd_endpoint}", "endpoint", "health"],
-                                   env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, capture_output=True)
-            if probe.returncode == 0:
-                return
-            if self.etcd_proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise RuntimeError(f"etcd did not come up; see {self.tmp}/etcd.log")
+        wait_healthy(self.etcd_ns, self.etcd_endpoint, self.etcd_proc, f"{self.tmp}/etcd.log")
 
     def stop_etcd(self) -> None:
         if self.etcd_proc is not None and self.etcd_proc.poll() is None:
@@ -192,6 +183,20 @@ class Testbed:
         self.close()
 
 
+def wait_healthy(ns: Netns, endpoint: str, proc: subprocess.Popen, log: str, timeout: float = 30) -> None:
+    """Until etcd at endpoint (in ns) says it is healthy; RuntimeError naming its log if it does not, or exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["ip", "netns", "exec", ns.name, "etcdctl", f"--endpoints={endpoint}", "endpoint", "health"],
+                               env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, capture_output=True)
+        if probe.returncode == 0:
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"etcd at {endpoint} is not healthy; see {log}")
+
+
 class Member:
     """One etcd member in its own namespace: started, SIGKILLed, restarted, or made to vanish (every packet dropped)."""
 
@@ -221,17 +226,9 @@ class Member:
         )
         log.close()
 
-    def wait_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            probe = subprocess.run(["ip", "netns", "exec", self.ns.name, "etcdctl", f"--endpoints={self.endpoint}", "endpoint", "health"],
-                                   env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, capture_output=True)
-            if probe.returncode == 0:
-                return
-            if not self.running:
-                break
-            time.sleep(0.2)
-        raise RuntimeError(f"etcd member {self.name} is not healthy; see {self.log}")
+    def wait_healthy(self) -> None:
+        assert self.proc is not None
+        wait_healthy(self.ns, self.endpoint, self.proc, self.log)
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no goodbye to its peers or clients."""

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from cni_vxlan.tests.test_overlay import NETWORK, until
+from cni_vxlan.tests.test_overlay import conf as overlay_conf
+from cni_vxlan.tests.test_overlay import until
 from conformance.testbed import Testbed, ping
 
 pytestmark = pytest.mark.root
@@ -37,16 +38,8 @@ def record(test: str, figure: str, seconds: float) -> None:
 
 
 def conf(bed: Testbed, node) -> dict:
-    return {
-        "cniVersion": "1.1.0",
-        "name": "overlay",
-        "type": "vxlan",
-        "network": NETWORK,
-        "nodeName": node.name,
-        "dataDir": f"{bed.tmp}/{node.name}/vxlan",
-        "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"},
-        "etcd": {"endpoints": bed.etcd_endpoints, "prefix": "/cnit", "timeout": TIMEOUT},
-    }
+    """test_overlay's network, with every member of the cluster as an endpoint."""
+    return overlay_conf(bed, node, etcd={"endpoints": bed.etcd_endpoints, "prefix": "/cnit", "timeout": TIMEOUT})
 
 
 def add_pod(bed: Testbed, node, pod_id: str, bin_dir: str) -> tuple[str, float]:
