@@ -33,7 +33,12 @@ pytestmark = pytest.mark.conformance
 NODE_V4, NODE_V4_EXTRA, REMOTE_V4 = "192.0.2.1", "192.0.2.3", "192.0.2.2"
 NODE_V6, REMOTE_V6 = "fd00:2::1", "fd00:2::2"
 GATEWAY_V4 = "10.99.0.1"
-BACKENDS = ("nftables", "iptables")
+# Debian's reference 1.1.1 has no nftables backend (upstream's came later): it runs iptables whatever `backend` says
+NO_NFT = "Debian's reference portmap 1.1.1 has no nftables backend"
+BACKENDS = (pytest.param("nftables", marks=pytest.mark.deliberate(NO_NFT)), "iptables")
+# the reference's CHECK (1.1.1) fails on pods it set up itself ("could not check ipv6 dnat: chain ... not found", and a
+# rule mismatch with IPv6): tests whose subject is not CHECK skip that step for it (Bed.check)
+REFERENCE_CHECK = "the reference's CHECK fails on pods it set up itself (1.1.1: 'could not check ipv6 dnat')"
 
 SERVER = r"""
 import selectors, socket, sys
@@ -94,8 +99,8 @@ def portmap_plugin(tmp: str, **keys) -> dict:
 class Bed:
     """A node with an uplink to a remote host, its pods, and a libcni over one plugin directory."""
 
-    def __init__(self, netns, tmp: str, bin_dir: str, v6: bool = False):
-        self.tmp, self.v6, self.bin_dir = tmp, v6, bin_dir
+    def __init__(self, netns, tmp: str, bin_dir: str, v6: bool = False, reference: bool = False):
+        self.tmp, self.v6, self.bin_dir, self.reference = tmp, v6, bin_dir, reference
         self.node, self.remote = netns("pn"), netns("pr")
         self.make_ns = netns
         self.pods: dict[str, object] = {}
@@ -120,6 +125,11 @@ class Bed:
     def conflist(self, version: str = "1.0.0", **portmap_keys) -> NetworkConfigList:
         doc = {"cniVersion": version, "name": "pmnet", "plugins": [bridge_plugin(self.tmp, self.v6), portmap_plugin(self.tmp, **portmap_keys)]}
         return NetworkConfigList.from_bytes(json.dumps(doc).encode())
+
+    def check(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
+        """libcni's CHECK of the list; not asked of the reference, whose CHECK is broken (REFERENCE_CHECK)."""
+        if not self.reference:
+            self.cni.check(conflist, rt)
 
     def runtime(self, cid: str, mappings: list[dict] | None, ifname: str = "eth0", netns: str | None = None) -> RuntimeConf:
         if cid not in self.pods:
@@ -181,13 +191,15 @@ class Bed:
 
 
 @pytest.fixture
-def bed_factory(netns, tmp_path):
+def bed_factory(netns, tmp_path, request):
     beds = []
+    reference_dir = request.config.getoption("reference_dir")
 
     def make(bin_dir: str, v6: bool = False, sub: str = "") -> Bed:
         tmp = str(tmp_path / (sub or f"bed{len(beds)}"))
         os.makedirs(tmp)
-        bed = Bed(netns, tmp, bin_dir, v6)
+        reference = os.path.realpath(bin_dir) == os.path.realpath(reference_dir)
+        bed = Bed(netns, tmp, bin_dir, v6, reference)
         beds.append(bed)
         return bed
 
@@ -219,7 +231,7 @@ def test_hostport_reachability_lifecycle(backend, bin_dir, plugins, bed_factory)
     result = bed.cni.add(conflist, rt)
     ip = pod_ip(result)
     bed.serve("pm-a", "tcp/80", "udp/53", "tcp/18081")
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
 
     assert bed.reach(bed.remote, NODE_V4, 18080) == f"pm-a {REMOTE_V4}", "another host reaches the hostPort, its address kept"
     assert bed.reach(bed.remote, NODE_V4, 18053, "udp") == f"pm-a {REMOTE_V4}", "UDP too"
@@ -242,6 +254,7 @@ def test_hostport_reachability_lifecycle(backend, bin_dir, plugins, bed_factory)
     bed.cni.delete(conflist, bed.runtime("pm-a", None, netns=""), use_cache=False)
 
 
+@pytest.mark.deliberate("our DEL finds an attachment's rules by its identity, without prevResult or mappings; the reference's needs the mappings")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_del_without_netns_removes_the_rules(backend, bin_dir, plugins, bed_factory):
     """The namespace is gone: DEL (no netns, no prevResult, no portMappings) still removes the mapping."""
@@ -268,7 +281,7 @@ def test_host_ip_scopes_the_mapping(backend, bin_dir, plugins, bed_factory):
     assert bed.reach(bed.remote, NODE_V4_EXTRA, 18080) == f"pm-hip {REMOTE_V4}"
     assert bed.probe(bed.remote, NODE_V4, 18080) is None, "the node's other address is not forwarded"
     assert bed.reach(bed.remote, NODE_V4, 18090) == f"pm-hip {REMOTE_V4}", "hostIP 0.0.0.0 means every IPv4 address"
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
     bed.cni.delete(conflist, rt)
     assert bed.probe(bed.remote, NODE_V4_EXTRA, 18080) is None
 
@@ -295,7 +308,7 @@ def test_two_pods_and_identity(backend, bin_dir, plugins, bed_factory):
     bed.cni.delete(conflist, rt_a)
     assert bed.probe(bed.remote, NODE_V4, 18080) is None
     assert bed.reach(bed.remote, NODE_V4, 18081) == f"pm-1b {REMOTE_V4}", "the other pod's mapping stays"
-    bed.cni.check(conflist, rt_b)
+    bed.check(conflist, rt_b)
     bed.cni.delete(conflist, rt_b)
 
 
@@ -309,7 +322,7 @@ def test_ipv6(backend, bin_dir, plugins, bed_factory):
     result = bed.cni.add(conflist, rt)
     ip6 = pod_ip(result, 6)
     bed.serve("pm-v6", "tcp/80", "udp/53")
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
     assert bed.reach(bed.remote, NODE_V6, 18080) == f"pm-v6 {REMOTE_V6}"
     assert bed.reach(bed.remote, NODE_V6, 18053, "udp") == f"pm-v6 {REMOTE_V6}"
     assert bed.reach(bed.remote, NODE_V4, 18080) == f"pm-v6 {REMOTE_V4}", "IPv4 at the same time"
@@ -323,6 +336,7 @@ def test_ipv6(backend, bin_dir, plugins, bed_factory):
 # --- CHECK, GC, refusals ---------------------------------------------------------------------------
 
 
+@pytest.mark.deliberate(REFERENCE_CHECK)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_check_finds_missing_rules(backend, bin_dir, plugins, bed_factory):
     plugins.path("portmap")
@@ -330,17 +344,18 @@ def test_check_finds_missing_rules(backend, bin_dir, plugins, bed_factory):
     conflist = bed.conflist(backend=backend)
     rt = bed.runtime("pm-chk", mappings((18080, 80, "tcp")))
     bed.cni.add(conflist, rt)
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
     if backend == "nftables":
         bed.node.exec("nft", "flush", "chain", "ip", "cni_hostport", "hostports")
     else:
         bed.node.exec("iptables", "-t", "nat", "-F", "CNI-HOSTPORT-DNAT")
     with pytest.raises(CNIError) as err:
-        bed.cni.check(conflist, rt)
+        bed.check(conflist, rt)
     assert err.value.code == 107, err.value
     bed.cni.delete(conflist, rt)
 
 
+@pytest.mark.deliberate("ADD and CHECK without prevResult are code 7 (the reference: 999)")
 def test_check_needs_prev_result(bin_dir, plugins, bed_factory):
     plugins.path("portmap")
     bed = bed_factory(bin_dir)
@@ -352,6 +367,7 @@ def test_check_needs_prev_result(bin_dir, plugins, bed_factory):
         assert err.value.code == 7, err.value
 
 
+@pytest.mark.deliberate("GC and CNI 1.1.0 (the reference has neither)")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gc_removes_invalid_attachments(backend, bin_dir, plugins, bed_factory):
     plugins.path("portmap")
@@ -383,6 +399,7 @@ def test_gc_removes_invalid_attachments(backend, bin_dir, plugins, bed_factory):
     ],
     ids=["port-0", "port-70000", "protocol", "hostIP", "port-string"],
 )
+@pytest.mark.deliberate("mappings validated before anything is touched, code 7 (the reference: 999, or an accepted hostIP)")
 def test_invalid_mappings_touch_nothing(bad, bin_dir, plugins, bed_factory):
     """Refused before the node is touched (code 7): no firewall change at all."""
     plugins.path("portmap")
@@ -420,6 +437,7 @@ def test_failed_add_leaves_no_rules(backend, bad, bin_dir, plugins, bed_factory)
     bed.cni.delete(conflist, rt)
 
 
+@pytest.mark.deliberate("ADDs and DELs of one node take a lock: shared rules exist once (the reference, without one, can duplicate them)")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_adds_and_dels(backend, bin_dir, plugins, bed_factory):
     """Pods added and deleted at the same time: each gets its rules exactly once, the shared ones exist once."""
@@ -466,7 +484,7 @@ def test_chained_after_vxlan(bin_dir, plugins, bed_factory):
     rt = bed.runtime("pm-vx", mappings((18080, 80, "tcp")))
     ip = pod_ip(bed.cni.add(conflist, rt))
     bed.serve("pm-vx", "tcp/80")
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
     assert bed.reach(bed.remote, NODE_V4, 18080) == f"pm-vx {REMOTE_V4}"
     assert bed.reach(bed.node, "127.0.0.1", 18080) is not None, "route_localnet on vxlan's bridge"
     bed.cni.delete(conflist, rt)
@@ -474,6 +492,7 @@ def test_chained_after_vxlan(bin_dir, plugins, bed_factory):
     assert ip not in firewall_text(bed.node)
 
 
+@pytest.mark.deliberate("masqAll (Debian's reference 1.1.1 predates it)")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_masq_all(backend, bin_dir, plugins, bed_factory):
     """masqAll: every connection to the hostPort is masqueraded (upstream's meaning; Debian's 1.1.1 predates the key)."""
@@ -483,7 +502,7 @@ def test_masq_all(backend, bin_dir, plugins, bed_factory):
     rt = bed.runtime("pm-ma", mappings((18080, 80, "tcp")))
     bed.cni.add(conflist, rt)
     bed.serve("pm-ma", "tcp/80")
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
     assert bed.reach(bed.remote, NODE_V4, 18080) == f"pm-ma {GATEWAY_V4}", "the remote host's connection arrives masqueraded"
     assert bed.reach(bed.remote, NODE_V6, 18080) == "pm-ma fd00:99::1", "over IPv6 too"
     assert bed.reach(bed.node, "127.0.0.1", 18080) == f"pm-ma {GATEWAY_V4}"
@@ -499,7 +518,7 @@ def test_without_snat(backend, bin_dir, plugins, bed_factory):
     rt = bed.runtime("pm-ns", mappings((18080, 80, "tcp")))
     bed.cni.add(conflist, rt)
     bed.serve("pm-ns", "tcp/80")
-    bed.cni.check(conflist, rt)
+    bed.check(conflist, rt)
     assert bed.reach(bed.remote, NODE_V4, 18080) == f"pm-ns {REMOTE_V4}"
     assert bed.probe(bed.node, "127.0.0.1", 18080) is None
     assert bed.probe(bed.pods["pm-ns"], NODE_V4, 18080) is None
@@ -507,7 +526,10 @@ def test_without_snat(backend, bin_dir, plugins, bed_factory):
     bed.cni.delete(conflist, rt)
 
 
-@pytest.mark.parametrize("backend, conditions", [("nftables", ["ip saddr != 192.0.2.2"]), ("iptables", ["!", "-s", "192.0.2.2"])])
+@pytest.mark.parametrize(
+    "backend, conditions",
+    [pytest.param("nftables", ["ip saddr != 192.0.2.2"], marks=pytest.mark.deliberate(NO_NFT)), ("iptables", ["!", "-s", "192.0.2.2"])],
+)
 def test_conditions_v4(backend, conditions, bin_dir, plugins, bed_factory):
     """conditionsV4 narrow the entry rules: the excluded host is not forwarded, the node still is."""
     plugins.path("portmap")
@@ -541,6 +563,6 @@ def test_iptables_mark_bit_and_external_chain(bin_dir, plugins, bed_factory):
     other.cni.add(conflist, rt)
     saved = other.node.exec("iptables-save", "-t", "nat")
     assert "-j MY-MARK" in saved and "CNI-HOSTPORT-SETMARK" not in saved and "CNI-HOSTPORT-MASQ" not in saved, saved
-    other.cni.check(conflist, rt)
+    other.check(conflist, rt)
     other.cni.delete(conflist, rt)
     assert "-j MY-MARK" not in other.node.exec("iptables-save", "-t", "nat")

@@ -8,6 +8,7 @@ their `plugin` fixture naming each of them.
 """
 
 import inspect
+import os
 
 import pytest
 
@@ -20,8 +21,16 @@ GENERIC = sorted(
 globals().update({name: getattr(test_protocol, name) for name in GENERIC})
 
 
+# generic checks that go through CHECK, which the reference's portmap fails on its own pods (conformance/test_portmap.py)
+REFERENCE_CHECK = {"portmap": ("test_prev_result_without_cni_version",)}
+
+
 @pytest.fixture(params=["loopback", "portmap"])
-def plugin(request, plugins):
+def plugin(request, plugins, bin_dir):
+    if request.node.originalname in REFERENCE_CHECK.get(request.param, ()) and os.path.realpath(bin_dir) == os.path.realpath(
+        request.config.getoption("reference_dir")
+    ):
+        pytest.skip("deliberate difference from the reference: its portmap's CHECK (1.1.1) fails on pods it set up itself")
     return request.param, plugins.path(request.param)
 
 
