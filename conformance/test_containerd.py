@@ -176,7 +176,7 @@ def assert_nothing_left(node: cnode.Node, cri, pods=(), ids=(), masquerade_leak_
         assert not node.exists(p.netns), p.netns
     only_containerd = lambda: [c.split()[0] for c in node.processes().values()] == ["containerd"]
     assert eventually(only_containerd, 30), f"processes left in the node: {node.processes()}"
-    assert node.listdir("/tmp") == [], "the node's /tmp is not empty"
+    assert node.tmp_entries() == [], "the node's /tmp is not empty"
 
 
 def calls_of(calls, type_: str, command: str, **env) -> list[dict]:

@@ -36,6 +36,7 @@ from conformance import netenv
 from conformance.containerd import image
 
 REFERENCE = "/usr/lib/cni"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BRIDGE = "cnitctr0"
 SUBNET = "10.88.37.0/24"
 NODE_IP, CLIENT_IP = "192.0.2.1", "192.0.2.2"
@@ -229,7 +230,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             if ancestor != target and not any(ancestor == o or ancestor.startswith(o + "/") for o in overlays):
                 overlays.append(ancestor)
         empty = [REFERENCE] if os.path.isdir(REFERENCE) and self.bin_dir != os.path.realpath(REFERENCE) else []
-        return {"work": self.work, "overlays": overlays, "binds": binds, "empty": empty, "ready": self.path("ready")}
+        return {"work": self.work, "overlays": overlays, "binds": binds, "empty": empty, "keep": self.kept, "ready": self.path("ready")}
+
+    @property
+    def kept(self) -> list[str]:
+        """The checkout and the plugin directory, where the node's own /tmp would hide them (a clone under /tmp):
+        the wrappers exec the plugins by absolute path, and dist/src-bin's run the checkout's virtualenv."""
+        out = []
+        for path in (REPO, self.bin_dir):
+            if path.startswith("/tmp/") and not any(path == k or path.startswith(k + "/") for k in out):
+                out.append(path)
+        return out
+
+    def tmp_entries(self) -> list[str]:
+        """What the node's /tmp holds beyond the mount points of `kept`."""
+        mine = {path.split("/")[2] for path in self.kept}
+        return [name for name in self.listdir("/tmp") if name not in mine]
 
     def _namespaces(self) -> None:
         argv = ["nsenter", f"--net={self.netns.path}", "--", "unshare", "--mount", "--propagation", "private", "--pid", "--fork",

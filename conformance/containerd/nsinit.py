@@ -8,9 +8,11 @@ killing this process (by its PID) ends every one of them, and the mount namespac
 and the pods' netns mounts go with them.
 
 SPEC is JSON: {"work": DIR, "overlays": [path...], "binds": [[source, target]...],
-"empty": [path...], "ready": FILE}.  Overlays keep the lower directory visible and put every
-write in DIR/ov/<n>/upper; binds replace a directory (created inside an overlay when missing);
-"empty" hides a directory under an empty read-only tmpfs.
+"empty": [path...], "keep": [path...], "ready": FILE}.  Overlays keep the lower directory
+visible and put every write in DIR/ov/<n>/upper; binds replace a directory (created inside an
+overlay when missing); "empty" hides a directory under an empty read-only tmpfs; "keep" are
+directories a bind would hide (the plugins under test in a checkout under /tmp, which the node's
+own /tmp replaces): bound back at the same path.
 """
 import json
 import os
@@ -38,9 +40,18 @@ def main() -> None:
         os.makedirs(upper, exist_ok=True)
         os.makedirs(scratch, exist_ok=True)
         mount("-t", "overlay", "cnitov", "-o", f"lowerdir={lower},upperdir={upper},workdir={scratch}", lower)
+    staged = []
+    for n, path in enumerate(spec.get("keep", [])):  # seen before the binds hide them
+        stage = os.path.join(work, "keep", str(n))
+        os.makedirs(stage, exist_ok=True)
+        mount("--bind", path, stage)
+        staged.append((stage, path))
     for source, target in spec["binds"]:
         os.makedirs(target, exist_ok=True)  # only ever inside an overlay (node.py checks)
         mount("--bind", source, target)
+    for stage, path in staged:
+        os.makedirs(path, exist_ok=True)  # inside the node's own /tmp
+        mount("--bind", stage, path)
     for path in spec["empty"]:
         mount("-t", "tmpfs", "-o", "ro,size=16k,mode=755", "cnitempty", path)
     with open(spec["ready"], "w") as f:
