@@ -93,7 +93,8 @@ def _text(report: dict) -> str:
         lines.append(f"  vxlan {v['device']['name']}: {v['device']['state']}, {v['store']}")
         for p in v["peers"]:
             flags = " ".join(f"{k}:{'ok' if ok else 'MISSING'}" for k, ok in p["programmed"].items())
-            lines.append(f"    peer {p['node']} {p['subnet']} via {p['vtep']}: {flags}")
+            subnets = p["subnet"] + (f" {p['subnet6']}" if p.get("subnet6") else "")
+            lines.append(f"    peer {p['node']} {subnets} via {p['vtep']}: {flags}")
     return "\n".join(lines)
 
 

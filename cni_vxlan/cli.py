@@ -69,7 +69,8 @@ def sync(conf_path: str, network: str | None, once: bool, resync: float) -> None
         if once:
             with netlink.host() as nl:
                 state = node.converge(conf, nl)
-            click.echo(f"{conf.name}: {conf.node_name} holds {state.lease.peer.subnet}, {len(state.peers or ())} peers programmed")
+            held = state.lease.peer.subnet if state.lease.peer.subnet6 is None else f"{state.lease.peer.subnet} and {state.lease.peer.subnet6}"
+            click.echo(f"{conf.name}: {conf.node_name} holds {held}, {len(state.peers or ())} peers programmed")
             return
         _watch(conf, resync)
     except CNIError as err:
@@ -136,14 +137,20 @@ def show(conf_path: str, network: str | None, as_json: bool) -> None:
 
 
 def _text(report: dict) -> str:
-    lines = [
-        f"network {report['network']} ({report['overlay']}), node {report['node']}, device {report['device']['name']}: {report['device']['state']}"
-    ]
+    overlay = report["overlay"] + (", " + report["overlay6"] if "overlay6" in report else "")
+    lines = [f"network {report['network']} ({overlay}), node {report['node']}, device {report['device']['name']}: {report['device']['state']}"]
     lease = report.get("lease")
-    lines.append(f"lease: {lease['subnet']} vtep {lease['vtep']} mac {lease['mac']}" if lease else "lease: none")
+    dual = "overlay6" in report  # a dual-stack network: each node's IPv6 subnet beside its IPv4 one
+    if lease:
+        lines.append(
+            f"lease: {lease['subnet']}" + (f" {lease['subnet6'] or '(no IPv6)'}" if dual else "") + f" vtep {lease['vtep']} mac {lease['mac']}"
+        )
+    else:
+        lines.append("lease: none")
     for peer in report["peers"]:
         flags = " ".join(f"{k}:{'ok' if v else 'MISSING'}" for k, v in peer["programmed"].items())
-        lines.append(f"  peer {peer['node']:12} {peer['subnet']:18} vtep {peer['vtep']:15} {flags}")
+        v6 = f" {peer['subnet6'] or 'IPv4 only':24}" if dual else ""
+        lines.append(f"  peer {peer['node']:12} {peer['subnet']:18}{v6} vtep {peer['vtep']:15} {flags}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING
 
+from cni_vxlan import conf6
 from cni_vxlan.etcd import parse_endpoint
 from cni_vxlan.peers import SOURCES
 from common.config import Obj, check_name
@@ -41,11 +42,17 @@ class Peer:
     vtep: "IPv4Address | IPv6Address"  # the remote VTEP address
     subnet: "IPv4Network | IPv6Network"  # the node's pod subnet: IPv4 in a config; records read back from etcd or state files are not family-checked
     mac: str  # its VTEP device's MAC
+    subnet6: "IPv6Network | None" = None  # its IPv6 pod subnet in a dual-stack overlay (None: an IPv4 peer only)
 
     @property
     def base(self) -> "IPv4Address | IPv6Address":
         """The remote device's own address: the subnet's network address (flannel's scheme)."""
         return self.subnet.network_address
+
+    @property
+    def base6(self) -> "IPv6Address | None":
+        """The remote device's own IPv6 address: the IPv6 subnet's first address, as for IPv4."""
+        return self.subnet6.network_address if self.subnet6 is not None else None
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class VxlanConf:
     ipam: dict
     tx_checksum_offload: str  # "auto", "on" or "off"
     lock_timeout: float
+    ipv6_network: "IPv6Network | None" = None  # the IPv6 pod network beside the IPv4 one (None: IPv4 only)
+    ipv6_subnet_len: int = 0  # each node's IPv6 subnet (0 without ipv6Network)
 
     @classmethod
     def load(cls, args: CmdArgs) -> "VxlanConf":
@@ -108,6 +117,8 @@ class VxlanConf:
         if not NODE_RE.match(node_name) or not node_name.isprintable():
             raise top.bad("nodeName", "a node name (no '/' or spaces)", node_name)
         subnet_min, subnet_max = _subnet_bounds(top, network, subnet_len)
+        network6 = conf6.network6(top)
+        subnet_len6 = conf6.subnet_len6(top, network6) if network6 is not None else 0
         conf = cls(
             name=name,
             network=network,
@@ -123,17 +134,27 @@ class VxlanConf:
             mtu=top.int("mtu", 0, 68, 65535),
             node_name=node_name,
             peer_source=peer_source,
-            peers=_peers(top, network, subnet_len) if peer_source == "static" else (),
+            peers=_peers(top, network, subnet_len, network6, subnet_len6) if peer_source == "static" else (),
             etcd=_etcd(top) if peer_source == "etcd" else None,
             data_dir=_data_dir(top),
             delegate=_object(top, "delegate"),
             ipam=_object(top, "ipam"),
             tx_checksum_offload=_offload(top),
             lock_timeout=10.0,
+            ipv6_network=network6,
+            ipv6_subnet_len=subnet_len6,
         )
-        if peer_source == "static" and conf.own_peer() is None:
+        own = conf.own_peer()
+        if peer_source == "static" and own is None:
             raise CNIError(
                 Code.INVALID_CONFIG, f"static peers have no entry for this node ({node_name!r})", "add {node, vtep, subnet} for it, or set nodeName"
+            )
+        if own is not None and network6 is not None and own.subnet6 is None:
+            raise CNIError(
+                Code.INVALID_CONFIG,
+                f"static peer {node_name} has no subnet6",
+                f"with ipv6Network, this node's own entry needs its IPv6 pod subnet (a /{subnet_len6} inside {network6}); "
+                "other peers without one are IPv4 peers",
             )
         return conf
 
@@ -246,14 +267,16 @@ def _vtep_address(top: Obj) -> "IPv4Address | IPv6Address | None":
     return address
 
 
-def _peers(top: Obj, network: "IPv4Network", subnet_len: int) -> tuple[Peer, ...]:
+def _peers(top: Obj, network: "IPv4Network", subnet_len: int, network6: "IPv6Network | None", subnet_len6: int) -> tuple[Peer, ...]:
     """The static peers.  The same list goes to every node, so a typo is refused naming the peer."""
     peers: list[Peer] = []
     holders: dict[tuple[str, object], tuple[int, str]] = {}  # (what, value) -> (index, node) of the first peer with it
     for i, raw in enumerate(top.list("peers", [])):
-        peer = _peer(i, raw, network, subnet_len)
-        # every subnet is a /subnetLen, so two overlap exactly when they are equal
-        for what, value in (("node", peer.node), ("vtep", peer.vtep), ("subnet", peer.subnet), ("mac", peer.mac)):
+        peer = _peer(i, raw, network, subnet_len, network6, subnet_len6)
+        # every subnet is a /subnetLen (/ipv6SubnetLen), so two overlap exactly when they are equal
+        for what, value in (("node", peer.node), ("vtep", peer.vtep), ("subnet", peer.subnet), ("mac", peer.mac), ("subnet6", peer.subnet6)):
+            if value is None:
+                continue
             j, node = holders.setdefault((what, value), (i, peer.node))
             if j != i:
                 raise _bad_peer(i, peer.node, f"duplicate {what} {value}: peers[{j}] ({node}) has it too")
@@ -269,9 +292,9 @@ def _peers(top: Obj, network: "IPv4Network", subnet_len: int) -> tuple[Peer, ...
     return tuple(peers)
 
 
-def _peer(i: int, raw, network: "IPv4Network", subnet_len: int) -> Peer:
+def _peer(i: int, raw, network: "IPv4Network", subnet_len: int, network6: "IPv6Network | None", subnet_len6: int) -> Peer:
     if type(raw) is not dict:
-        raise CNIError(Code.INVALID_CONFIG, f"invalid peers[{i}]", f"want {{node, vtep, subnet, mac?}}, got {_quote(raw)}")
+        raise CNIError(Code.INVALID_CONFIG, f"invalid peers[{i}]", f"want {{node, vtep, subnet, subnet6?, mac?}}, got {_quote(raw)}")
     item = Obj(raw, f"peers[{i}].")
     node, vtep, subnet, mac = (item.str(key) for key in ("node", "vtep", "subnet", "mac"))
     missing = [key for key, value in (("node", node), ("vtep", vtep), ("subnet", subnet)) if not value]
@@ -295,7 +318,11 @@ def _peer(i: int, raw, network: "IPv4Network", subnet_len: int) -> Peer:
         mac = parse_mac(mac) if mac else vtep_mac(net)
     except ValueError as err:
         raise _bad_peer(i, node, f"mac {_quote(mac)}: {err}") from None
-    return Peer(node, address, net, mac)
+    try:
+        net6 = conf6.peer_subnet6(item, network6, subnet_len6)
+    except ValueError as err:
+        raise _bad_peer(i, node, str(err)) from None
+    return Peer(node, address, net, mac, net6)
 
 
 def _bad_peer(i: int, node: str | None, why: str) -> CNIError:

@@ -9,7 +9,8 @@ working after one ADD or sync.
 
 import errno
 import os
-from ipaddress import ip_interface
+import time
+from ipaddress import ip_interface, ip_network
 
 from cni_vxlan.conf import VxlanConf, vtep_mac
 from common import netlink
@@ -43,7 +44,8 @@ def _refuse_overlap(nl, conf: VxlanConf) -> None:
 
     What the kernel holds is the claim: an IPv4 address or a route (a default
     route claims no range) of another VXLAN device inside conf.network, or an
-    address outside it on conf.device itself (another network shares it).
+    address outside it on conf.device itself (another network shares it); and
+    in a dual-stack network the same for IPv6 and ipv6Network (link-local aside).
     """
     links = [link for link in netlink.list_links(nl) if link.kind == "vxlan"]
     vxlans = {link.index: link.name for link in links}
@@ -56,24 +58,38 @@ def _refuse_overlap(nl, conf: VxlanConf) -> None:
             f"VXLAN device {conf.device} belongs to {ours.alias.removeprefix(OWNER_PREFIX)!r}",
             f"network {conf.name!r} would share it (the same vni): give each network its own vni",
         )
-    claims = [(a.index, a.address.network) for a in netlink.list_addresses(nl, version=4) if a.index in vxlans]
+    ranges = [(4, conf.network)] + ([(6, conf.ipv6_network)] if conf.ipv6_network is not None else [])
+    for version, network in ranges:
+        _refuse_claims(nl, conf, vxlans, version, network)
+
+
+LINK_LOCAL6 = ip_network("fe80::/10")  # every IPv6 device has one: it claims no overlay range
+
+
+def _refuse_claims(nl, conf: VxlanConf, vxlans: dict, version: int, network) -> None:
+    """The claims of one family (IPv6 only in a dual-stack network) against that family's range."""
+    claims = [(a.index, a.address.network) for a in netlink.list_addresses(nl, version=version) if a.index in vxlans]
     if any(name != conf.device for name in vxlans.values()):
         # other overlays' routes; this device's own (one per peer) claim nothing its addresses do not
-        claims += [(r.oif, r.dst) for r in netlink.list_routes(nl, 4) if r.oif in vxlans and vxlans[r.oif] != conf.device and r.dst.prefixlen > 0]
+        claims += [
+            (r.oif, r.dst) for r in netlink.list_routes(nl, version) if r.oif in vxlans and vxlans[r.oif] != conf.device and r.dst.prefixlen > 0
+        ]
     for index, claimed in claims:
+        if claimed.network_address in LINK_LOCAL6:  # an IPv4 address is in no IPv6 network
+            continue
         if vxlans[index] == conf.device:
-            assert claimed.version == 4  # both lists asked the kernel for IPv4 only
-            if not claimed.subnet_of(conf.network):
+            assert claimed.version == version  # both lists asked the kernel for this family only
+            if not claimed.subnet_of(network):
                 raise CNIError(
                     Code.CONFLICTING_HOST_OBJECT,
-                    f"VXLAN device {conf.device} serves {claimed}, outside network {conf.network}",
+                    f"VXLAN device {conf.device} serves {claimed}, outside network {network}",
                     "another network uses this device (the same vni): give each network its own vni, "
                     "or delete the device if this network's range changed",
                 )
-        elif claimed.overlaps(conf.network):
+        elif claimed.overlaps(network):
             raise CNIError(
                 Code.CONFLICTING_HOST_OBJECT,
-                f"network {conf.network} overlaps {claimed} of VXLAN device {vxlans[index]}",
+                f"network {network} overlaps {claimed} of VXLAN device {vxlans[index]}",
                 "another overlay on this node uses that range: give this network a range of its own, or remove the other one",
             )
 
@@ -129,7 +145,7 @@ def owner(conf: VxlanConf) -> str:
     return OWNER_PREFIX + "sha256:" + sha256(conf.name.encode()).hexdigest()
 
 
-def ensure_device(nl, conf: VxlanConf, subnet, underlay: netlink.Link, vtep) -> netlink.Link:
+def ensure_device(nl, conf: VxlanConf, subnet, underlay: netlink.Link, vtep, subnet6=None) -> netlink.Link:
     mac, mtu = own_mac(conf, subnet), device_mtu(conf, underlay, vtep)
     link = netlink.find_link(nl, conf.device)
     if link is None:
@@ -138,8 +154,8 @@ def ensure_device(nl, conf: VxlanConf, subnet, underlay: netlink.Link, vtep) -> 
         link = _verify(nl, conf, link, underlay, vtep, mac, mtu)
     if link.alias != owner(conf):  # new, or made by a version that did not tag it
         netlink.set_link(nl, link.index, alias=owner(conf))
-    _ensure_address(nl, conf, link, subnet)
-    _accept_ra_off(conf.device)
+    _accept_ra_off(conf.device)  # before any IPv6 address: the device never configures itself from RAs
+    _ensure_address(nl, conf, link, subnet, subnet6)
     if not link.up:
         try:
             netlink.set_link(nl, link.index, up=True)
@@ -149,6 +165,8 @@ def ensure_device(nl, conf: VxlanConf, subnet, underlay: netlink.Link, vtep) -> 
             raise
     _apply_offload(conf)
     sysctl.ensure("ipv4/ip_forward", "1")
+    if subnet6 is not None:
+        sysctl.ensure("ipv6/conf/all/forwarding", "1")
     return netlink.get_link(nl, index=link.index)
 
 
@@ -198,13 +216,40 @@ def _verify(nl, conf: VxlanConf, link, underlay, vtep, mac: str, mtu: int) -> ne
     return netlink.get_link(nl, index=link.index)
 
 
-def _ensure_address(nl, conf: VxlanConf, link, subnet) -> None:
-    """The device holds its subnet's base address as a /32, and no other overlay address."""
-    want = ip_interface(f"{subnet.network_address}/32")
-    for addr in netlink.list_addresses(nl, link.index, 4):
-        if addr.address != want and addr.address.ip in conf.network:
-            netlink.del_address(nl, link.index, addr.address)
-    netlink.add_address(nl, link.index, want)
+def _ensure_address(nl, conf: VxlanConf, link, subnet, subnet6) -> None:
+    """The device holds its subnet's base address as a /32 (and its IPv6 subnet's as a /128), and no other overlay address."""
+    wants: list[tuple] = [(4, conf.network, ip_interface(f"{subnet.network_address}/32"))]
+    if subnet6 is not None and conf.ipv6_network is not None:
+        wants.append((6, conf.ipv6_network, ip_interface(f"{subnet6.network_address}/128")))
+    for version, network, want in wants:
+        for addr in netlink.list_addresses(nl, link.index, version):
+            if addr.address != want and addr.address.ip in network:
+                netlink.del_address(nl, link.index, addr.address)
+        # IPv6: no duplicate address detection; the address is this lease's, and DAD would leave it tentative
+        netlink.add_address(nl, link.index, want, nodad=version == 6)
+
+
+def settle_gateway6(nl, bridge: str, timeout: float = 5.0) -> None:
+    """Wait until the bridge's IPv6 gateway address has passed duplicate address detection.
+
+    While it is tentative the pods' neighbour solicitations for their gateway
+    go unanswered, so a dual-stack ADD returns only once IPv6 works too; only a
+    node's first pod waits.  A failed or slow DAD is logged, not fatal: the pod is attached.
+    """
+    link = netlink.find_link(nl, bridge)
+    deadline = time.monotonic() + timeout
+    while link is not None:
+        v6 = [a for a in netlink.list_addresses(nl, link.index, 6) if a.scope != netlink.RT_SCOPE_LINK]
+        failed = [str(a.address) for a in v6 if a.dad_failed]
+        if failed:
+            log.warning("%s: IPv6 duplicate address detection failed for %s", bridge, ", ".join(failed))
+            return
+        if not any(a.tentative for a in v6):
+            return
+        if time.monotonic() > deadline:
+            log.warning("%s: IPv6 gateway still tentative after %gs", bridge, timeout)
+            return
+        time.sleep(0.05)
 
 
 def _accept_ra_off(name: str) -> None:

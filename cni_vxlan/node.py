@@ -73,18 +73,35 @@ def read_state(conf: VxlanConf, name: str):
         return None
 
 
+def _peer(raw) -> Peer:
+    """A peer as lease.json and applied.json hold it ("subnet6" only in a dual-stack network)."""
+    subnet6 = ip_network(raw["subnet6"]) if raw.get("subnet6") is not None else None
+    if subnet6 is not None and subnet6.version != 6:
+        raise ValueError(f"subnet6 {subnet6} is not IPv6")
+    return Peer(raw["node"], ip_address(raw["vtep"]), ip_network(raw["subnet"]), raw["mac"], subnet6)
+
+
+def _record(p: Peer) -> dict:
+    record = {"node": p.node, "vtep": str(p.vtep), "subnet": str(p.subnet), "mac": p.mac}
+    if p.subnet6 is not None:
+        record["subnet6"] = str(p.subnet6)
+    return record
+
+
 def cached_lease(conf: VxlanConf) -> Lease | None:
     data = read_state(conf, "lease.json")
     try:
-        subnet = ip_network(data["subnet"])
-        return Lease(Peer(data["node"], ip_address(data["vtep"]), subnet, data["mac"]), int(data.get("underlayMTU", 0)))
-    except (TypeError, KeyError, ValueError):
+        return Lease(_peer(data), int(data.get("underlayMTU", 0)))
+    except (TypeError, KeyError, ValueError, AttributeError):
         return None
 
 
 def _save_lease(conf: VxlanConf, lease: Lease) -> None:
     p = lease.peer
-    write_state(conf, "lease.json", {"node": p.node, "subnet": str(p.subnet), "vtep": str(p.vtep), "mac": p.mac, "underlayMTU": lease.underlay_mtu})
+    record = {"node": p.node, "subnet": str(p.subnet), "vtep": str(p.vtep), "mac": p.mac, "underlayMTU": lease.underlay_mtu}
+    if p.subnet6 is not None:
+        record["subnet6"] = str(p.subnet6)
+    write_state(conf, "lease.json", record)
 
 
 def applied_peers(conf: VxlanConf) -> list[Peer]:
@@ -92,8 +109,8 @@ def applied_peers(conf: VxlanConf) -> list[Peer]:
     peers = []
     for raw in data.get("peers", []):
         try:
-            peers.append(Peer(raw["node"], ip_address(raw["vtep"]), ip_network(raw["subnet"]), raw["mac"]))
-        except (KeyError, TypeError, ValueError):
+            peers.append(_peer(raw))
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return peers
 
@@ -104,7 +121,7 @@ def _save_applied(conf: VxlanConf, peers, revision: int, link, fingerprint) -> N
         "applied.json",
         {
             "revision": revision,
-            "peers": [{"node": p.node, "vtep": str(p.vtep), "subnet": str(p.subnet), "mac": p.mac} for p in peers],
+            "peers": [_record(p) for p in peers],
             # what the peers were programmed on: another boot or a re-created device holds none of them
             "boot": statedir.boot_id(),
             "ifindex": link.index,
@@ -152,9 +169,12 @@ def converge(conf: VxlanConf, nl, full: bool = True) -> NodeState:
     # they read is applied in revision order (an older read, arriving late, changes no entry).
     lease, peers, revision = source.lease_and_peers(nl, vtep, underlay.mtu, None if full else _since(conf, nl))
     with node_lock(conf):
-        link = device.ensure_device(nl, conf, lease.peer.subnet, underlay, vtep)
+        # the IPv6 arguments only in a dual-stack network: an IPv4-only one makes exactly the calls it always made
+        dual = conf.ipv6_network is not None
+        link = device.ensure_device(nl, conf, lease.peer.subnet, underlay, vtep, **({"subnet6": lease.peer.subnet6} if dual else {}))
         if peers is not None and revision >= applied_revision(conf):
-            changes = reconcile(nl, link, conf.network, list(peers), None if full else applied_on(conf, link))
+            applied = None if full else applied_on(conf, link)
+            changes = reconcile(nl, link, conf.network, list(peers), applied, **({"network6": conf.ipv6_network} if dual else {}))
             if changes:
                 log.info("%s: peers reconciled (%d routes set, %d removed)", conf.name, len(changes.routes), len(changes.stale_routes))
             _save_applied(conf, peers, revision, link, source.fingerprint)

@@ -167,18 +167,20 @@ class EtcdPeers:
         store = self._store()
         cached = node.cached_lease(conf)
         try:
-            if since is not None and cached is not None and (cached.peer.vtep, cached.underlay_mtu) == (vtep, underlay_mtu):
+            # a cached lease without the IPv6 subnet a dual-stack network wants is not good enough
+            complete = cached is not None and (conf.ipv6_network is None or cached.peer.subnet6 is not None)
+            if since is not None and complete and cached is not None and (cached.peer.vtep, cached.underlay_mtu) == (vtep, underlay_mtu):
                 if store.fingerprint() == tuple(since):  # one small reply: nothing under the prefix changed
                     self.fingerprint = tuple(since)
                     return cached, None, 0
-            lease, snap = store.acquire(vtep, underlay_mtu, cached.peer.subnet if cached else None)
+            lease, snap = store.acquire(vtep, underlay_mtu, cached.peer.subnet if cached else None, cached.peer.subnet6 if cached else None)
             self.fingerprint = snap.fingerprint
             if not store.keepalive(lease):
                 raise CNIError(Code.TRY_AGAIN_LATER, "this node's etcd lease expired meanwhile", "retry; `vxlan sync` keeps TTL leases alive")
             return lease, tuple(store.peers(snap, vtep.version)), snap.revision
         except etcd.EtcdError as err:
             # fail static: with valid local state, pods still start and no entry is removed
-            if cached is not None and cached.peer.vtep == vtep and netlink.find_link(nl, conf.device) is not None:
+            if complete and cached is not None and cached.peer.vtep == vtep and netlink.find_link(nl, conf.device) is not None:
                 log.warning("etcd unreachable (%s): using the cached lease %s, peers left as programmed", err, cached.peer.subnet)
                 return cached, None, 0
             raise CNIError(Code.TRY_AGAIN_LATER, "etcd unreachable and this node holds no lease yet", str(err)) from None

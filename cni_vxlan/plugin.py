@@ -26,10 +26,18 @@ PASSED_THROUGH = ("runtimeConfig", "args", "prevResult", "capabilities", "dns", 
 
 
 def delegate_config(conf: VxlanConf, lease, mtu: int, request: dict) -> dict:
-    """The bridge config for this node's subnet; user `delegate` and `ipam` keys win where sensible."""
-    ipam: dict = {"type": "host-local", "routes": [{"dst": str(conf.network)}]}
+    """The bridge config for this node's subnet(s); user `delegate` and `ipam` keys win where sensible.
+
+    Dual-stack: a second range set (the node's IPv6 subnet) and a route to the
+    IPv6 overlay; the bridge's default route covers each family it gets an address of.
+    """
+    subnet6 = lease.peer.subnet6 if conf.ipv6_network is not None else None
+    routes = [{"dst": str(conf.network)}] + ([{"dst": str(conf.ipv6_network)}] if subnet6 is not None else [])
+    ipam: dict = {"type": "host-local", "routes": routes}
     ipam.update(conf.ipam)
     ipam["ranges"] = [[{"subnet": str(lease.peer.subnet)}]]  # always this node's lease
+    if subnet6 is not None:
+        ipam["ranges"].append([{"subnet": str(subnet6)}])
     out = {
         "type": "bridge",
         "bridge": conf.bridge,
@@ -65,16 +73,18 @@ def add(args: skel.CmdArgs) -> Result:
             )
         with netlink.host() as nl:
             state = node.converge(conf, nl, full=False)  # the peers that changed; `vxlan sync` repairs the rest
-            mtu = state.device.mtu
-        delegate = delegate_config(conf, state.lease, mtu, args.config)
-        invoke.check_available(delegate["type"], args)
-        # saved before delegating: a DEL after a crash still knows what to undo
-        entry.write({"device": conf.device, "delegate": delegate})
-        try:
-            result = invoke.delegate("ADD", delegate["type"], args, delegate)
-        except BaseException:
-            entry.remove()
-            raise
+            delegate = delegate_config(conf, state.lease, state.device.mtu, args.config)
+            invoke.check_available(delegate["type"], args)
+            # saved before delegating: a DEL after a crash still knows what to undo
+            entry.write({"device": conf.device, "delegate": delegate})
+            try:
+                result = invoke.delegate("ADD", delegate["type"], args, delegate)
+            except BaseException:
+                entry.remove()
+                raise
+            if len(delegate["ipam"]["ranges"]) > 1 and type(delegate.get("bridge")) is str:
+                # the node's first pod: the bridge's new IPv6 gateway is unusable until its DAD ends (about 2 s)
+                device.settle_gateway6(nl, delegate["bridge"])
     # the VXLAN device is a host-side interface of this attachment too
     return result.with_(interfaces=result.interfaces + (Interface(state.device.name, state.device.mac),))
 
@@ -92,7 +102,7 @@ def _validate_delegate(conf: VxlanConf, args) -> None:
     from cni_vxlan.conf import Peer
     from cni_vxlan.peers import Lease
 
-    stand_in = Lease(Peer(conf.node_name, ip_address("0.0.0.0"), _expected_subnet(conf), ""), 0)
+    stand_in = Lease(Peer(conf.node_name, ip_address("0.0.0.0"), _expected_subnet(conf), "", _expected_subnet6(conf)), 0)
     probe = delegate_config(conf, stand_in, conf.mtu or 1500, args.config)
     invoke.check_available(probe["type"], args)
     if probe["type"] != "bridge" or invoke.in_process("bridge", args.environ) is None:
@@ -119,6 +129,15 @@ def _expected_subnet(conf: VxlanConf):
         return hint
     cached = node.cached_lease(conf)
     return cached.peer.subnet if cached is not None else conf.network
+
+
+def _expected_subnet6(conf: VxlanConf):
+    """This node's IPv6 pod subnet as far as it is known before converging (None: an IPv4-only network)."""
+    if conf.ipv6_network is None:
+        return None
+    own, cached = conf.own_peer(), node.cached_lease(conf)
+    known = own.subnet6 if own is not None else cached.peer.subnet6 if cached is not None else None
+    return known or conf.ipv6_network
 
 
 def _saved(data: dict | None) -> tuple[str, dict] | None:
@@ -192,7 +211,12 @@ def verify_node(conf: VxlanConf, nl, lease) -> str:
         return f"{conf.device} has MAC {link.mac}, the lease says {lease.peer.mac}"
     if not link.up:
         return f"{conf.device} is down"
-    todo = plan(node.applied_peers(conf), *programmed(nl, link, conf.network))
+    if conf.ipv6_network is not None:
+        if lease.peer.subnet6 is None:
+            return f"network {conf.name} is dual-stack, but this node's lease has no IPv6 subnet"
+        if not any(a.address.ip == lease.peer.base6 for a in netlink.list_addresses(nl, link.index, 6)):
+            return f"{conf.device} lacks its IPv6 address {lease.peer.base6}"
+    todo = plan(node.applied_peers(conf), *programmed(nl, link, conf.network, conf.ipv6_network))
     if todo.neighbours or todo.fdb or todo.routes:
         missing = [str(s) for s, _ in todo.routes] or [str(ip) for ip, _ in todo.neighbours] or [m for m, _ in todo.fdb]
         return f"overlay entries for peers are missing: {', '.join(missing)}"

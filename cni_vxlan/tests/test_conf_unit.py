@@ -70,6 +70,8 @@ def test_every_default(monkeypatch):
         "ipam": {},
         "tx_checksum_offload": "auto",
         "lock_timeout": 10.0,
+        "ipv6_network": None,  # IPv4 only unless ipv6Network is set
+        "ipv6_subnet_len": 0,
     }
     assert isinstance(c.etcd, EtcdConf) and type(c.etcd.timeout) is float
     assert c.own_peer() is None
