@@ -10,7 +10,8 @@ from ipaddress import ip_address
 
 import pytest
 
-from cni_vxlan.tests.test_overlay import CONVERGE, NETWORK, until, vxlan
+from cni_vxlan.tests.test_overlay import CONVERGE, until, vxlan
+from cni_vxlan.tests.test_overlay import conf as overlay_conf
 from conformance.testbed import Testbed, ping
 
 pytestmark = pytest.mark.root
@@ -24,19 +25,8 @@ def bed():
 
 
 def conf(bed: Testbed, node, **kw) -> dict:
-    c = {
-        "cniVersion": "1.1.0",
-        "name": "overlay",
-        "type": "vxlan",
-        "network": NETWORK,
-        "ipv6Network": NETWORK6,
-        "nodeName": node.name,
-        "dataDir": f"{bed.tmp}/{node.name}/vxlan",
-        "ipam": {"dataDir": f"{bed.tmp}/{node.name}/ipam"},
-        "etcd": {"endpoints": [bed.etcd_endpoint], "prefix": "/cnit", "timeout": 2},
-    }
-    c.update(kw)
-    return c
+    """test_overlay's network, dual-stack."""
+    return overlay_conf(bed, node, **{"ipv6Network": NETWORK6, **kw})
 
 
 def conflist(bed: Testbed, node, **kw) -> str:
